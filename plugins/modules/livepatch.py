@@ -1,0 +1,243 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, kernelops.livepatch contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: livepatch
+short_description: Push one live patch on top of the kernel's stack, or pop it from the top
+version_added: 0.1.0
+description:
+  - With O(state=present), pushes the patch on top of the live stack unless that very build is live already. A
+    different build with the same name on top of the stack is popped and the new one pushed.
+  - With O(state=absent), pops the patch if it is on top of the stack. A patch with other patches above it is refused,
+    naming them, unless O(pop_above=true), which pops those too (they are listed in RV(plan)).
+  - A replace (cumulative) patch retires every patch below it when it lands; pushing one makes it the whole stack.
+  - To converge a whole stack in one call, use M(kernelops.livepatch.livepatch_stack).
+author:
+  - kernelops.livepatch contributors
+extends_documentation_fragment:
+  - kernelops.livepatch.transitions
+options:
+  path:
+    description:
+      - Path of the patch module (C(.ko), C(.ko.xz) or C(.ko.gz)) on the managed host.
+      - Required with O(state=present). With O(state=absent) it may stand in for O(name).
+    type: path
+  name:
+    description:
+      - The patch's module name. Taken from O(path) when omitted; when both are given they must agree.
+    type: str
+  state:
+    description:
+      - V(present) to have the patch live, on top of the stack if it has to be pushed.
+      - V(absent) to have it off the stack.
+    type: str
+    choices: [present, absent]
+    default: present
+  replace:
+    description:
+      - Whether this is a replace (cumulative) patch, built with C(.replace = true).
+    type: bool
+    default: false
+  requires:
+    description:
+      - Names of patches that must be live below this one; checked before anything changes.
+    type: list
+    elements: str
+    default: []
+  pop_above:
+    description:
+      - Also pop the patches above this one, when it is not on top. They are popped, not pushed again.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    description: Returns the exact plan and changes nothing.
+  diff_mode:
+    support: full
+    description: The stack before and after, one patch per line, bottom first.
+  idempotent:
+    support: full
+seealso:
+  - module: kernelops.livepatch.livepatch_stack
+  - module: kernelops.livepatch.livepatch_info
+"""
+
+EXAMPLES = r"""
+- name: Push a patch on top of the stack
+  kernelops.livepatch.livepatch:
+    path: /var/lib/kernelops-livepatch/{{ ansible_facts.kernel }}/lp_cve_2026_0003.ko
+    requires: [lp_cve_2026_0002]
+  become: true
+
+- name: Pop the top patch
+  kernelops.livepatch.livepatch:
+    name: lp_cve_2026_0003
+    state: absent
+  become: true
+
+- name: Pop a patch from the middle, and everything above it
+  kernelops.livepatch.livepatch:
+    name: lp_cve_2026_0001
+    state: absent
+    pop_above: true
+  become: true
+"""
+
+RETURN = r"""
+changed:
+  description: Whether the stack was (or in check mode would be) changed.
+  returned: always
+  type: bool
+  sample: true
+plan:
+  description: The steps planned, in order (see RV(kernelops.livepatch.livepatch_stack#module:plan)).
+  returned: when a plan could be made
+  type: list
+  elements: dict
+  sample: [{"action": "load", "patch": "lp_cve_2026_0003", "reason": "push", "path": "/var/lib/lp_cve_2026_0003.ko"}]
+stack_before:
+  description: Names of the live patches before the run, bottom first.
+  returned: when a plan could be made
+  type: list
+  elements: str
+  sample: [lp_cve_2026_0001, lp_cve_2026_0002]
+stack_after:
+  description: Names of the patches the plan leads to, bottom first.
+  returned: when a plan could be made
+  type: list
+  elements: str
+  sample: [lp_cve_2026_0001, lp_cve_2026_0002, lp_cve_2026_0003]
+kept:
+  description: How many patches at the bottom were kept as they are.
+  returned: when a plan could be made
+  type: int
+  sample: 2
+notes:
+  description: What the plan could not do better.
+  returned: when there is something to say
+  type: list
+  elements: str
+  sample: []
+steps:
+  description: The steps executed with outcome and duration (see RV(kernelops.livepatch.livepatch_stack#module:steps)).
+  returned: when the stack was changed or a step failed
+  type: list
+  elements: dict
+  sample: [{"action": "load", "patch": "lp_cve_2026_0003", "phase": "apply", "outcome": "ok", "duration_ms": 2.4}]
+stack:
+  description: The patches on the kernel's list after the run, bottom first.
+  returned: when the stack was changed or a step failed
+  type: list
+  elements: dict
+  sample: [{"name": "lp_cve_2026_0003", "enabled": true, "transition": false, "replace": false, "stack_order": 3,
+            "objects": [], "refcnt": 1, "taint": "OEK", "build_id": "3f1c0b9e", "srcversion": null}]
+leftovers:
+  description: Livepatch modules still loaded but off the stack after the run.
+  returned: when the stack was changed or a step failed
+  type: list
+  elements: dict
+  sample: []
+reboot_required:
+  description: Whether a forced module is loaded, which only a reboot removes.
+  returned: when the stack was changed or a step failed
+  type: bool
+  sample: false
+forced:
+  description: Patches whose transition this run forced (only with O(on_stall=force)).
+  returned: when a transition was forced
+  type: list
+  elements: str
+  sample: [lp_cve_2026_0003]
+rollback:
+  description: What happened when the run tried to bring the stack back after a failure.
+  returned: when a step failed
+  type: dict
+  sample: {"attempted": true, "succeeded": true, "steps": 1}
+rule:
+  description: The rule the request would break, when the module refused it (for example V(not_on_top)).
+  returned: when the module refused the request
+  type: str
+  sample: not_on_top
+patches:
+  description: The patches a refusal is about.
+  returned: when the module refused the request
+  type: list
+  elements: str
+  sample: [lp_cve_2026_0002, lp_cve_2026_0003]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.kernelops.livepatch.plugins.module_utils._common import (
+    BadInput, Runner, resolve, transition_argument_spec, wanted_from_live,
+)
+from ansible_collections.kernelops.livepatch.plugins.module_utils._kofile import module_name_from_path
+from ansible_collections.kernelops.livepatch.plugins.module_utils._plan import same_build
+
+
+def _position(live, name):
+    for index, patch in enumerate(live):
+        if patch.name == name:
+            return index
+    return None
+
+
+def _refuse_middle(live, index, pop_above, what):
+    above = [p.name for p in live[index + 1:]]
+    if above and not pop_above:
+        raise BadInput('patch %s is not on top of the stack: %s above it; %s would break the stack discipline (pop '
+                       'only from the top). Set pop_above=true to pop those too'
+                       % (live[index].name, ', '.join(above), what), above, 'not_on_top')
+
+
+def desired_stack(params, snapshot):
+    live = list(snapshot.live_stack)
+    kept = [wanted_from_live(patch) for patch in live]
+    if params['state'] == 'absent':
+        name = (params['name'] or module_name_from_path(params['path'])).replace('-', '_')
+        index = _position(live, name)
+        if index is None:
+            return kept
+        _refuse_middle(live, index, params['pop_above'], 'popping it')
+        return kept[:index]
+    wanted = resolve({'path': params['path'], 'name': params['name'], 'replace': params['replace'],
+                      'requires': params['requires']}, snapshot.kernel_release)
+    index = _position(live, wanted.name)
+    if index is not None and same_build(live[index], wanted)[0]:
+        return kept
+    if wanted.replace:
+        # It retires everything below it when it lands (livepatch-kernel.md §3.4).
+        return [wanted]
+    if index is not None:
+        _refuse_middle(live, index, params['pop_above'], 'replacing it with another build')
+        return kept[:index] + [wanted]
+    return kept + [wanted]
+
+
+def main():
+    argument_spec = dict(
+        path=dict(type='path'),
+        name=dict(type='str'),
+        state=dict(type='str', default='present', choices=['present', 'absent']),
+        replace=dict(type='bool', default=False),
+        requires=dict(type='list', elements='str', default=[]),
+        pop_above=dict(type='bool', default=False),
+    )
+    argument_spec.update(transition_argument_spec())
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        required_if=[('state', 'present', ('path',))],
+        required_one_of=[('path', 'name')],
+        supports_check_mode=True,
+    )
+    Runner(module).run(lambda snapshot: desired_stack(module.params, snapshot))
+
+
+if __name__ == '__main__':
+    main()

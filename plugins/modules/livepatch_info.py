@@ -1,0 +1,343 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, kernelops.livepatch contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: livepatch_info
+short_description: Read the kernel's livepatch stack, transitions and leftovers
+version_added: 0.1.0
+description:
+  - Reads C(/sys/kernel/livepatch), C(/sys/module) and C(/proc) directly and returns the livepatch state of the host
+    exactly: the stack of patches from bottom to top, the transition in progress with the tasks blocking it, livepatch
+    modules that are loaded but no longer on the stack, the kernel taint, and what this kernel's livepatch interface
+    can do.
+  - Runs no external command and needs nothing but Python 3.9 or later on the host.
+  - Before Linux 6.14 the kernel does not say in which order its patches were enabled; the order is then inferred from
+    C(/proc/modules), which lists modules newest first, and RV(order_source) says so.
+author:
+  - kernelops.livepatch contributors
+options:
+  root:
+    description:
+      - Read the tree below this directory instead of C(/), for a chroot or a recorded fixture.
+    type: path
+    default: /
+  blocker_stacks:
+    description:
+      - Also read the kernel stack (C(/proc/<pid>/task/<tid>/stack)) of every task that blocks a transition. Needs root.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    description: The module only reads; check mode returns the same result.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+    description: The module never changes anything.
+seealso:
+  - module: kernelops.livepatch.livepatch_stack
+  - module: kernelops.livepatch.livepatch
+  - name: Livepatch in the kernel's documentation
+    description: The kernel's own description of patches, transitions and atomic replace.
+    link: https://docs.kernel.org/livepatch/livepatch.html
+"""
+
+EXAMPLES = r"""
+- name: Read the livepatch stack
+  kernelops.livepatch.livepatch_info:
+  register: livepatch
+
+- name: Show the live patches, bottom first
+  ansible.builtin.debug:
+    msg: "{{ livepatch.stack | selectattr('enabled') | map(attribute='name') | list }}"
+
+- name: Fail when a transition is stuck, with the blocking tasks and their stacks
+  kernelops.livepatch.livepatch_info:
+    blocker_stacks: true
+  register: livepatch
+  failed_when: livepatch.transition is not none and livepatch.transition.blockers | length > 0
+
+- name: Read a recorded tree instead of the running kernel
+  kernelops.livepatch.livepatch_info:
+    root: /srv/fixtures/sid-three-patches
+"""
+
+RETURN = r"""
+root:
+  description: The directory the tree was read below.
+  returned: always
+  type: str
+  sample: /
+kernel_release:
+  description: The running kernel's release, from C(/proc/sys/kernel/osrelease).
+  returned: always
+  type: str
+  sample: 6.12.117+deb13-amd64
+livepatch_supported:
+  description: Whether C(/sys/kernel/livepatch) exists, that is whether the kernel was built with C(CONFIG_LIVEPATCH).
+  returned: always
+  type: bool
+  sample: true
+capabilities:
+  description:
+    - What this kernel's livepatch interface offers, and the era whose rules apply.
+    - Read from the attributes of loaded patches when there are any (they win, because distribution kernels backport),
+      otherwise inferred from the kernel release.
+  returned: always
+  type: dict
+  contains:
+    era:
+      description:
+        - V(4.0-4.11) no transitions, patch modules can never be unloaded.
+        - V(4.12-5.0) per-task transitions, the kernel enforces stacking, disabled patches stay listed and can be
+          enabled again.
+        - V(5.1+) no enforced order, a disabled patch is freed and cannot come back, atomic replace.
+      type: str
+      sample: 5.1+
+    source:
+      description: V(attributes) when seen on a loaded patch, V(release) when inferred from the kernel release.
+      type: str
+      sample: attributes
+    transition:
+      description: Patches have a C(transition) attribute (4.12).
+      type: bool
+      sample: true
+    signal:
+      description: Patches have a C(signal) attribute (4.15 to 5.0 only).
+      type: bool
+      sample: false
+    force:
+      description: Patches have a C(force) attribute (4.15).
+      type: bool
+      sample: true
+    replace:
+      description: Patches have a C(replace) attribute (6.11).
+      type: bool
+      sample: true
+    stack_order:
+      description: Patches have a C(stack_order) attribute (6.14).
+      type: bool
+      sample: false
+    patched:
+      description: Objects have a C(patched) attribute (6.1).
+      type: bool
+      sample: true
+    atomic_replace:
+      description: Replace (cumulative) patches are supported (5.1).
+      type: bool
+      sample: true
+    reenable:
+      description: A disabled patch stays listed and can be enabled again (before 5.1).
+      type: bool
+      sample: false
+    unload:
+      description: A disabled patch module can be unloaded (4.12).
+      type: bool
+      sample: true
+    enforced_stacking:
+      description: The kernel itself only lets the top patch be disabled (before 5.1).
+      type: bool
+      sample: false
+    klp_state:
+      description: Patches may declare system states, and incompatible ones are refused at load (5.5).
+      type: bool
+      sample: true
+stack:
+  description:
+    - The patches on the kernel's list, bottom (oldest) first. Since 5.1 these are the enabled patches and the one in
+      transition; before 5.1 disabled patches stay on the list with RV(stack[].enabled=false).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The patch's name, which is its module name.
+      type: str
+      sample: livepatch_cve_2026_1234
+    enabled:
+      description: The C(enabled) attribute. During a transition it already shows the target state.
+      type: bool
+      sample: true
+    transition:
+      description: Whether this patch is the one in transition.
+      type: bool
+      sample: false
+    replace:
+      description: Whether this is a replace (cumulative) patch; null where the kernel does not tell (before 6.11).
+      type: bool
+      sample: false
+    stack_order:
+      description: The kernel's position of the patch, 1 for the bottom; null before 6.14.
+      type: int
+      sample: 1
+    objects:
+      description: The objects (C(vmlinux) or a module name) the patch changes.
+      type: list
+      elements: dict
+      contains:
+        name:
+          description: C(vmlinux) or the name of the patched module.
+          type: str
+          sample: vmlinux
+        patched:
+          description: Whether the object's functions are patched now; null before 6.1.
+          type: bool
+          sample: true
+        functions:
+          description: The patched functions as the kernel names them, C(function,sympos).
+          type: list
+          elements: str
+          sample: ["cmdline_proc_show,1"]
+    refcnt:
+      description: The module's reference count; the livepatch core holds one while the patch is enabled.
+      type: int
+      sample: 1
+    taint:
+      description: The module's taint letters; livepatch modules carry C(K).
+      type: str
+      sample: OEK
+    build_id:
+      description: The GNU build ID of the loaded module, which tells two builds of the same patch apart.
+      type: str
+      sample: 3f1c0b9e5d0a4c2b8e7f6a5b4c3d2e1f0a9b8c7d
+    srcversion:
+      description: The module's C(srcversion), where the kernel shows one.
+      type: str
+      sample: null
+order_source:
+  description:
+    - How the order of RV(stack) was found. V(stack_order) from the kernel (6.14 and later), V(proc_modules) inferred
+      from load order in C(/proc/modules), V(unknown) when neither worked (then sorted by name).
+  returned: always
+  type: str
+  sample: proc_modules
+transition:
+  description: The transition in progress, or null when the kernel is idle.
+  returned: always
+  type: dict
+  contains:
+    patch:
+      description: The patch in transition.
+      type: str
+      sample: livepatch_fix_nfs
+    direction:
+      description: V(patching) or V(unpatching).
+      type: str
+      sample: patching
+    blockers:
+      description: The tasks that have not switched yet, from C(/proc/*/task/*/patch_state).
+      type: list
+      elements: dict
+      contains:
+        pid:
+          description: Process ID.
+          type: int
+          sample: 1234
+        tid:
+          description: Thread ID.
+          type: int
+          sample: 1236
+        comm:
+          description: The task's command name.
+          type: str
+          sample: nfsd
+        stack:
+          description: The task's kernel stack, one frame per element, when O(blocker_stacks=true).
+          type: list
+          elements: str
+          sample: ["[<0>] msleep_interruptible+0x3a/0x60"]
+leftovers:
+  description:
+    - Livepatch modules (taint C(K)) that are loaded but no longer on the stack.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The module name.
+      type: str
+      sample: livepatch_old
+    refcnt:
+      description: The module's reference count.
+      type: int
+      sample: 0
+    taint:
+      description: The module's taint letters.
+      type: str
+      sample: OEK
+    build_id:
+      description: The GNU build ID of the module.
+      type: str
+      sample: 3f1c0b9e5d0a4c2b8e7f6a5b4c3d2e1f0a9b8c7d
+    state:
+      description:
+        - V(retired) when it was disabled or replaced (refcnt 0); C(rmmod) removes it.
+        - V(forced) when its refcnt stays at 1 after a forced transition; only a reboot removes it.
+      type: str
+      sample: retired
+    reboot_required:
+      description: True for a forced module.
+      type: bool
+      sample: false
+reboot_required:
+  description: Whether a forced module is loaded, which only a reboot removes.
+  returned: always
+  type: bool
+  sample: false
+taint:
+  description: The kernel taint from C(/proc/sys/kernel/tainted), decoded; null when unreadable.
+  returned: always
+  type: dict
+  contains:
+    value:
+      description: The raw taint bit mask.
+      type: int
+      sample: 45056
+    letters:
+      description: The letters of the set bits.
+      type: str
+      sample: OEK
+    livepatch:
+      description: Whether bit 15, C(K) (a livepatch module was loaded since boot), is set.
+      type: bool
+      sample: true
+warnings_seen:
+  description: What could not be read cleanly (a patch that vanished while being read, garbage in a file).
+  returned: always
+  type: list
+  elements: str
+  sample: ["patch lp_old vanished while it was read (the kernel frees patches asynchronously)"]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.kernelops.livepatch.plugins.module_utils._observe import ObserveError, observe
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            root=dict(type='path', default='/'),
+            blocker_stacks=dict(type='bool', default=False),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        snapshot = observe(module.params['root'], blocker_stacks=module.params['blocker_stacks'])
+    except ObserveError as exc:
+        module.fail_json(msg=str(exc))
+    result = snapshot.as_dict()
+    result['warnings_seen'] = result.pop('warnings')
+    for warning in result['warnings_seen']:
+        module.warn(warning)
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == '__main__':
+    main()

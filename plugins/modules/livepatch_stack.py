@@ -1,0 +1,307 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, kernelops.livepatch contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: livepatch_stack
+short_description: Make the kernel's livepatch stack equal to a list, popping from the top and pushing on top
+version_added: 0.1.0
+description:
+  - Converges the host's livepatch stack to the desired stack, bottom first, in one call.
+  - Keeps the longest common bottom of the live and the desired stack (same name and same build, so a rebuilt patch
+    with the same name counts as different), pops the rest of the live stack topmost first, then pushes the rest of
+    the desired stack. Each patch may depend on every patch below it, which no tool can see, so patches are only ever
+    popped from the top, on every kernel, although the kernel itself stopped enforcing that in Linux 5.1.
+  - Waits for each transition to finish before the next step, polling in milliseconds; the kernel runs one transition
+    at a time, system-wide.
+  - Follows the rules of the running kernel's era. Since 5.1 a disabled patch is freed and cannot be enabled again, so
+    pushing it again means unloading and loading it. From 4.12 to 5.0 a disabled patch stays listed and is enabled
+    again instead. Before 4.12 patch modules can never be unloaded, so a pop only disables.
+  - A replace (cumulative) patch retires every patch below it when it lands, so it may only stand at the bottom of the
+    desired stack; pushed over a live stack it replaces it atomically, with no pops, and the retired modules are then
+    unloaded.
+  - Every C(.ko) is checked before anything changes, in Python on the host: it must exist, be a livepatch module, be
+    built for the running kernel and carry the module name given.
+  - Check mode returns the exact plan. Diff mode shows the stack before and after.
+author:
+  - kernelops.livepatch contributors
+extends_documentation_fragment:
+  - kernelops.livepatch.transitions
+options:
+  stack:
+    description:
+      - The whole desired stack, bottom first. An empty list pops every patch.
+      - Mutually exclusive with O(pop_to) and O(push).
+    type: list
+    elements: dict
+    suboptions: &patch_options
+      path:
+        description:
+          - Path of the patch module (C(.ko), C(.ko.xz) or C(.ko.gz)) on the managed host.
+        type: path
+        required: true
+      name:
+        description:
+          - The patch's module name. Taken from the file when omitted; when given it must match the file, with dashes
+            and underscores counted as the same.
+        type: str
+      replace:
+        description:
+          - Whether this is a replace (cumulative) patch, built with C(.replace = true). The kernel cannot tell before
+            the patch is loaded, so say so here; since 6.11 the module checks it afterwards.
+        type: bool
+        default: false
+      requires:
+        description:
+          - Names of patches that must be below this one in the stack. The kernel cannot know which patches depend on
+            which; this is checked before anything changes.
+        type: list
+        elements: str
+        default: []
+  pop_to:
+    description:
+      - Keep the bottom O(pop_to) patches of the live stack, pop everything above, then push O(push).
+      - V(0) pops everything. Fails when the live stack has fewer patches.
+    type: int
+  push:
+    description:
+      - Patches to push on top of the bottom O(pop_to) patches, bottom first. Used with O(pop_to).
+    type: list
+    elements: dict
+    default: []
+    suboptions: *patch_options
+attributes:
+  check_mode:
+    support: full
+    description: Returns the exact plan (RV(plan)) and the stack it leads to, and changes nothing.
+  diff_mode:
+    support: full
+    description: The stack before and after, one patch per line, bottom first.
+  idempotent:
+    support: full
+    description: When the live stack already equals the desired stack, nothing is done and RV(changed) is false.
+seealso:
+  - module: kernelops.livepatch.livepatch_info
+  - module: kernelops.livepatch.livepatch
+  - role: kernelops.livepatch.livepatch_stack
+"""
+
+EXAMPLES = r"""
+- name: Converge the stack to three patches
+  kernelops.livepatch.livepatch_stack:
+    stack:
+      - path: /var/lib/kernelops-livepatch/{{ ansible_facts.kernel }}/lp_cve_2026_0001.ko
+      - path: /var/lib/kernelops-livepatch/{{ ansible_facts.kernel }}/lp_cve_2026_0002.ko
+      - path: /var/lib/kernelops-livepatch/{{ ansible_facts.kernel }}/lp_cve_2026_0003.ko
+        requires: [lp_cve_2026_0002]
+  become: true
+
+- name: Fix a bug in the second patch - pop down to the first, push the fixed second and the third again
+  kernelops.livepatch.livepatch_stack:
+    pop_to: 1
+    push:
+      - path: /var/lib/kernelops-livepatch/{{ ansible_facts.kernel }}/lp_cve_2026_0002_v2.ko
+      - path: /var/lib/kernelops-livepatch/{{ ansible_facts.kernel }}/lp_cve_2026_0003.ko
+  become: true
+
+- name: Replace everything with one cumulative patch, atomically
+  kernelops.livepatch.livepatch_stack:
+    stack:
+      - path: /var/lib/kernelops-livepatch/{{ ansible_facts.kernel }}/lp_cumulative_7.ko
+        replace: true
+    timeout: 30
+  become: true
+
+- name: Show what would happen, and fail rather than wait on a running transition
+  kernelops.livepatch.livepatch_stack:
+    pop_to: 0
+    wait: false
+  check_mode: true
+  diff: true
+  register: livepatch_plan
+"""
+
+RETURN = r"""
+changed:
+  description: Whether the stack was (or in check mode would be) changed.
+  returned: always
+  type: bool
+  sample: true
+plan:
+  description: The steps planned, in order. In check mode these are exactly the steps a real run would take.
+  returned: when a plan could be made
+  type: list
+  elements: dict
+  contains:
+    action:
+      description: V(disable), V(enable) (before 5.1 only), V(unload) or V(load).
+      type: str
+      sample: load
+    patch:
+      description: The patch the step acts on.
+      type: str
+      sample: lp_cve_2026_0002
+    reason:
+      description: Why the step is needed.
+      type: str
+      sample: push
+    path:
+      description: The file loaded, for V(load) steps.
+      type: str
+      sample: /var/lib/kernelops-livepatch/6.1.0-50-amd64/lp_cve_2026_0002.ko
+    retires:
+      description: For a replace patch pushed over a live stack, the patches it retires.
+      type: list
+      elements: str
+      sample: [lp_cve_2026_0001]
+stack_before:
+  description: Names of the live patches before the run, bottom first.
+  returned: when a plan could be made
+  type: list
+  elements: str
+  sample: [lp_cve_2026_0001, lp_cve_2026_0002]
+stack_after:
+  description: Names of the patches the plan leads to, bottom first.
+  returned: when a plan could be made
+  type: list
+  elements: str
+  sample: [lp_cve_2026_0001, lp_cve_2026_0002, lp_cve_2026_0003]
+kept:
+  description: How many patches at the bottom were kept as they are.
+  returned: when a plan could be made
+  type: int
+  sample: 1
+notes:
+  description: What the plan could not do better, for example builds that could not be compared.
+  returned: when there is something to say
+  type: list
+  elements: str
+  sample: ["could not compare builds of lp_old (no build ID or srcversion on one side); kept by name"]
+steps:
+  description: The steps executed, with their outcome and duration, including those of a rollback.
+  returned: when the stack was changed or a step failed
+  type: list
+  elements: dict
+  contains:
+    action:
+      description: As in RV(plan).
+      type: str
+      sample: disable
+    patch:
+      description: As in RV(plan).
+      type: str
+      sample: lp_cve_2026_0003
+    phase:
+      description: V(apply) for the plan, V(rollback) for steps taken to restore the stack after a failure.
+      type: str
+      sample: apply
+    outcome:
+      description: V(ok), V(failed), or V(reversed) when a stalled transition was reversed.
+      type: str
+      sample: ok
+    duration_ms:
+      description: Wall time of the step in milliseconds, waits for the transition included.
+      type: float
+      sample: 3.27
+    kernel_messages:
+      description: Kernel log lines written while a patch was loaded.
+      type: list
+      elements: str
+      sample: ["livepatch: enabling patch 'lp_cve_2026_0003'"]
+    blockers:
+      description: For a stalled transition, the tasks that blocked it, with their kernel stacks.
+      type: list
+      elements: dict
+      sample: [{"pid": 812, "tid": 812, "comm": "lab_busy", "stack": ["[<0>] lab_busy_sleep+0x2a/0x60 [lab_busy]"]}]
+    error:
+      description: What went wrong, for a failed step.
+      type: str
+      sample: "loading patch lp_state_v1 failed: Invalid argument"
+stack:
+  description: The patches on the kernel's list after the run, bottom first, as RV(kernelops.livepatch.livepatch_info#module:stack) returns them.
+  returned: when the stack was changed or a step failed
+  type: list
+  elements: dict
+  sample: [{"name": "lp_cve_2026_0001", "enabled": true, "transition": false, "replace": false, "stack_order": 1,
+            "objects": [], "refcnt": 1, "taint": "OEK", "build_id": "3f1c0b9e", "srcversion": null}]
+leftovers:
+  description: Livepatch modules still loaded but off the stack after the run (see RV(kernelops.livepatch.livepatch_info#module:leftovers)).
+  returned: when the stack was changed or a step failed
+  type: list
+  elements: dict
+  sample: []
+reboot_required:
+  description: Whether a forced module is loaded, which only a reboot removes.
+  returned: when the stack was changed or a step failed
+  type: bool
+  sample: false
+forced:
+  description: Patches whose transition this run forced (only with O(on_stall=force)).
+  returned: when a transition was forced
+  type: list
+  elements: str
+  sample: [lp_cve_2026_0003]
+rollback:
+  description: What happened when the run tried to bring the stack back after a failure.
+  returned: when a step failed
+  type: dict
+  sample: {"attempted": true, "succeeded": true, "steps": 2}
+rule:
+  description: The rule the request would break, when the module refused it (for example V(replace_not_at_bottom),
+    V(duplicate_name), V(release_mismatch), V(not_livepatch), V(transition_running)).
+  returned: when the module refused the request
+  type: str
+  sample: replace_not_at_bottom
+patches:
+  description: The patches a refusal is about.
+  returned: when the module refused the request
+  type: list
+  elements: str
+  sample: [lp_cumulative_7, lp_cve_2026_0001]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.kernelops.livepatch.plugins.module_utils._common import (
+    BadInput, Runner, patch_spec, resolve, transition_argument_spec, wanted_from_live,
+)
+
+
+def desired_stack(params, snapshot):
+    """The wanted stack: the given list, or the bottom ``pop_to`` live patches plus ``push``."""
+    release = snapshot.kernel_release
+    if params['stack'] is not None:
+        return [resolve(entry, release) for entry in params['stack']]
+    live = snapshot.live_stack
+    if params['pop_to'] < 0:
+        raise BadInput('pop_to must be 0 or more, not %d' % params['pop_to'], rule='bad_input')
+    if params['pop_to'] > len(live):
+        raise BadInput('pop_to=%d, but the live stack has only %d patches (%s)'
+                       % (params['pop_to'], len(live), ', '.join(p.name for p in live) or 'none'),
+                       [p.name for p in live], 'pop_to_beyond_stack')
+    kept = [wanted_from_live(patch) for patch in live[:params['pop_to']]]
+    return kept + [resolve(entry, release) for entry in params['push']]
+
+
+def main():
+    argument_spec = dict(
+        stack=dict(type='list', elements='dict', options=patch_spec()),
+        pop_to=dict(type='int'),
+        push=dict(type='list', elements='dict', options=patch_spec(), default=[]),
+    )
+    argument_spec.update(transition_argument_spec())
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        mutually_exclusive=[('stack', 'pop_to'), ('stack', 'push')],
+        required_one_of=[('stack', 'pop_to')],
+        supports_check_mode=True,
+    )
+    Runner(module).run(lambda snapshot: desired_stack(module.params, snapshot))
+
+
+if __name__ == '__main__':
+    main()
