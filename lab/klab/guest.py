@@ -1,0 +1,190 @@
+"""The guest: one bookworm root filesystem image for all kernels, and a small initramfs per kernel.
+
+The guest is a real systemd system Ansible can drive over SSH and that survives reboots:
+a debootstrap minbase with systemd-sysv, udev, openssh-server, python3, kmod and iproute2,
+turned into an ext4 image with ``mkfs.ext4 -d`` (no loop mounts). Each VM boots a qcow2
+overlay of it. The kernel comes with ``-kernel``; its initramfs loads that kernel's virtio
+and ext4 modules and ``switch_root``s to the disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+from .chroot import debootstrap
+from .hosttools import BUSYBOX
+from .kernels import KernelInfo
+from .util import LabError, cache_dir, fresh_dir, is_built, log, mark_built, run
+
+GUEST_SUITE = "bookworm"
+GUEST_PACKAGES = ["systemd-sysv", "udev", "openssh-server", "python3", "kmod", "iproute2", "procps"]
+GUEST_IMAGE_SIZE = "3G"
+PATCH_DIR = "/opt/lab/patches"
+# QEMU user-mode networking: the guest is always 10.0.2.15, gateway .2, DNS .3
+NETWORK_UNIT = """[Match]
+Name=eth* en*
+
+[Network]
+Address=10.0.2.15/24
+Gateway=10.0.2.2
+DNS=10.0.2.3
+LinkLocalAddressing=no
+IPv6AcceptRA=no
+"""
+# units that only cost boot time in a throwaway VM (no network-online waits, no timers)
+MASKED_UNITS = [
+    "systemd-networkd-wait-online.service", "apt-daily.timer", "apt-daily-upgrade.timer",
+    "e2scrub_all.timer", "e2scrub_reap.service", "fstrim.timer", "man-db.timer", "dpkg-db-backup.timer",
+    "systemd-timesyncd.service", "getty@tty1.service", "systemd-pstore.service", "systemd-modules-load.service",
+    "systemd-random-seed.service", "kmod-static-nodes.service", "systemd-hwdb-update.service",
+]
+INITRAMFS_MODULES = ["virtio_pci", "virtio_blk", "virtio_net", "virtio_rng", "crc32c_generic", "ext4"]
+REQUIRED_MODULES = ("virtio_pci", "virtio_blk", "ext4")
+KERNEL_CMDLINE = ("console=ttyS0 root=/dev/vda rw quiet panic=0 fsck.mode=skip net.ifnames=0 "
+                  "systemd.show_status=false mitigations=off")
+
+
+def lab_keypair() -> Path:
+    """The lab's SSH private key (ed25519, no passphrase), generated into the cache once."""
+    key = cache_dir() / "ssh" / "id_ed25519"
+    if not key.exists() or not key.with_suffix(".pub").exists():
+        key.parent.mkdir(parents=True, exist_ok=True)
+        for old in (key, key.with_suffix(".pub")):
+            if old.exists():
+                old.unlink()
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "kernelops-livepatch-lab", "-f", key],
+            timeout=60, what="ssh-keygen (lab key)")
+    key.chmod(0o600)
+    return key
+
+
+def _write(path: Path, text: str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    path.chmod(mode)
+
+
+def configure_guest(root: Path, pubkey: str) -> None:
+    """Make the debootstrapped tree boot fast into sshd with the lab key."""
+    _write(root / "etc/hostname", "klab\n")
+    _write(root / "etc/hosts", "127.0.0.1 localhost\n127.0.1.1 klab\n")
+    _write(root / "etc/fstab", "/dev/vda / ext4 rw,noatime 0 0\n")
+    _write(root / "etc/machine-id", secrets.token_hex(16) + "\n", 0o444)
+    resolv = root / "etc/resolv.conf"
+    if resolv.is_symlink() or resolv.exists():
+        resolv.unlink()
+    _write(resolv, "nameserver 10.0.2.3\n")
+    ssh_dir = root / "root/.ssh"
+    ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _write(ssh_dir / "authorized_keys", pubkey, 0o600)
+    _write(root / "etc/ssh/sshd_config.d/klab.conf",
+           "PermitRootLogin prohibit-password\nPasswordAuthentication no\nUseDNS no\nMaxStartups 50\n")
+    if not list((root / "etc/ssh").glob("ssh_host_*_key")):
+        run(["ssh-keygen", "-A", "-f", root], timeout=120, what="ssh-keygen -A (guest host keys)")
+    _write(root / "etc/systemd/network/20-klab.network", NETWORK_UNIT)
+    _write(root / "etc/systemd/journald.conf.d/klab.conf", "[Journal]\nStorage=volatile\n")
+    # pam_systemd would wait on logind for every ssh session; keep it, but make it not fatal
+    run(["systemctl", f"--root={root}", "enable", "systemd-networkd.service"], timeout=60, what="enable networkd")
+    run(["systemctl", f"--root={root}", "mask", *MASKED_UNITS], timeout=60, what="mask units")
+    run(["systemctl", f"--root={root}", "set-default", "multi-user.target"], timeout=60, what="set-default")
+    (root / PATCH_DIR.lstrip("/")).mkdir(parents=True, exist_ok=True)
+
+
+def build_guest_image(pubkey_path: Path) -> Path:
+    """The guest's raw ext4 image (read-only base of every VM's overlay); reused when cached."""
+    image = cache_dir() / "guest" / "rootfs.img"
+    pubkey = pubkey_path.read_text(encoding="utf-8")
+    stamp = {"suite": GUEST_SUITE, "packages": GUEST_PACKAGES, "masked": MASKED_UNITS,
+             "key": hashlib.sha256(pubkey.encode()).hexdigest()[:16], "network": NETWORK_UNIT, "format": 2}
+    if is_built(image, stamp):
+        return image
+    log(f"guest: debootstrap {GUEST_SUITE} ({', '.join(GUEST_PACKAGES)})")
+    root = fresh_dir(cache_dir() / "guest" / "rootfs")
+    debootstrap(GUEST_SUITE, root, GUEST_PACKAGES)
+    configure_guest(root, pubkey)
+    for cached in (root / "var/cache/apt/archives").glob("*.deb"):
+        cached.unlink()
+    log("guest: mkfs.ext4 -d")
+    image.parent.mkdir(parents=True, exist_ok=True)
+    if image.exists():
+        image.unlink()
+    run(["mkfs.ext4", "-q", "-F", "-L", "klabroot", "-m", "0", "-d", root, image, GUEST_IMAGE_SIZE],
+        timeout=900, what="mkfs.ext4 -d (guest image)")
+    shutil.rmtree(root)
+    mark_built(image, stamp)
+    log("guest: image ready")
+    return image
+
+
+def initramfs_module_list(kernel: KernelInfo) -> list[Path]:
+    """The .ko files the initramfs loads, in dependency order (``modprobe --show-depends``)."""
+    ordered: list[Path] = []
+    for name in INITRAMFS_MODULES:
+        proc = run(["modprobe", "-d", kernel.root, "-S", kernel.release, "--show-depends", name],
+                   timeout=60, check=False, what=f"modprobe --show-depends {name}")
+        lines = proc.stdout.splitlines()
+        if proc.returncode != 0 or not lines:
+            if name in REQUIRED_MODULES:
+                raise LabError(f"{kernel.suite}: module {name} not found for {kernel.release}: {proc.stderr.strip()}")
+            continue
+        for line in lines:
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == "insmod":
+                path = Path(parts[1])
+                if path not in ordered:
+                    ordered.append(path)
+    return ordered
+
+
+def _uncompressed_module(src: Path, dest_dir: Path) -> str:
+    """Copy ``src`` into ``dest_dir`` uncompressed (busybox insmod cannot read .ko.xz); return its name."""
+    name = src.name
+    for suffix, tool in ((".xz", "xz"), (".zst", "zstd"), (".gz", "gzip")):
+        if name.endswith(".ko" + suffix):
+            plain = name[: -len(suffix)]
+            data = run([tool, "-dc", src], timeout=120, input_data=b"", what=f"{tool} -d {name}").stdout
+            (dest_dir / plain).write_bytes(data)
+            return plain
+    shutil.copy2(src, dest_dir / name)
+    return name
+
+
+def init_script() -> Path:
+    """The initramfs /init shipped beside this module."""
+    return Path(__file__).with_name("initramfs-init.sh")
+
+
+def build_initramfs(kernel: KernelInfo) -> Path:
+    """A newc cpio with busybox-static, ``kernel``'s virtio/ext4 modules and /init."""
+    out = cache_dir() / "initramfs" / f"{kernel.suite}.cpio"
+    script = init_script().read_bytes()
+    stamp = {"release": kernel.release, "init": hashlib.sha256(script).hexdigest(), "modules": INITRAMFS_MODULES}
+    if is_built(out, stamp):
+        return out
+    tree = fresh_dir(cache_dir() / "initramfs" / f"{kernel.suite}.tree")
+    for sub in ("bin", "dev", "proc", "sys", "newroot", "lib/modules"):
+        (tree / sub).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(BUSYBOX, tree / "bin/busybox")
+    (tree / "bin/sh").symlink_to("busybox")
+    (tree / "init").write_bytes(script)
+    (tree / "init").chmod(0o755)
+    names = [_uncompressed_module(ko, tree / "lib/modules") for ko in initramfs_module_list(kernel)]
+    (tree / "modules.order").write_text("".join(f"{n}\n" for n in names), encoding="utf-8")
+    files = sorted(str(p.relative_to(tree)) for p in tree.rglob("*"))
+    data = run(["cpio", "--quiet", "-o", "-H", "newc", "--owner=0:0"], cwd=tree, timeout=120,
+               input_data=("\n".join(files) + "\n").encode(), what="cpio (initramfs)").stdout
+    out.write_bytes(data)
+    shutil.rmtree(tree)
+    mark_built(out, stamp)
+    log(f"{kernel.suite}: initramfs with {len(names)} modules ({len(data) // 1024} KiB)")
+    return out
+
+
+def ensure_readable(path: Path) -> None:
+    """Fail clearly when a cached artefact vanished underneath a running lab."""
+    if not os.access(path, os.R_OK):
+        raise LabError(f"{path} is missing: run `labctl build`")

@@ -1,0 +1,480 @@
+"""Boot a lab guest under QEMU and talk to it over SSH.
+
+TCG by default; KVM only when a real probe (a kernel actually booting to its initramfs
+under ``-accel kvm``, bounded by a timeout) succeeded on this machine. /dev/kvm existing
+proves nothing here (lab-notes.md "Booting": guests fail with MSR 0x10a or hang).
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import tarfile
+import threading
+import time
+from pathlib import Path
+
+from .guest import KERNEL_CMDLINE, PATCH_DIR, ensure_readable
+from .kernels import KernelInfo
+from .util import LabError, c_env, cache_dir, log, run, tail, wait_until
+
+QEMU = "qemu-system-x86_64"
+CONSOLE_TAIL = 40
+PR_SET_PDEATHSIG = 1
+
+
+def boot_timeout(accel: str) -> float:
+    """Seconds a boot may take to ssh-ready ($KERNELOPS_LAB_BOOT_TIMEOUT overrides)."""
+    return float(os.environ.get("KERNELOPS_LAB_BOOT_TIMEOUT") or (180 if accel == "kvm" else 420))
+
+
+def run_dir() -> Path:
+    """Per-instance state: pidfile, overlay, console log, JSON record."""
+    path = cache_dir() / "run"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def read_tail(path: Path, lines: int = CONSOLE_TAIL) -> str:
+    """The last ``lines`` lines of a log file, or a note that it is empty."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return f"(no {path.name})"
+    text = text.replace("\r", "")
+    return f"--- last {lines} lines of {path} ---\n{tail(text, lines)}" if text.strip() else f"({path} is empty)"
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: SIGTERM the child when the thread that started it dies (even on SIGKILL)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def qemu_argv(kernel: KernelInfo, initramfs: Path, *, accel: str, append: str, drive: Path | None = None,
+              port: int | None = None, console: Path, pidfile: Path | None = None, memory: int = 1024,
+              smp: int = 2, reboot: bool = True) -> list[str]:
+    """The QEMU command line of a lab guest."""
+    argv = [QEMU, "-nodefaults", "-display", "none", "-monitor", "none",
+            "-accel", accel, "-cpu", "host" if accel == "kvm" else "qemu64",
+            "-m", str(memory), "-smp", str(smp),
+            "-kernel", str(kernel.vmlinuz), "-initrd", str(initramfs), "-append", append,
+            "-serial", f"file:{console}", "-device", "virtio-rng-pci"]
+    if drive is not None:
+        argv += ["-drive", f"file={drive},if=virtio,format=qcow2,cache=unsafe"]
+    if port is not None:
+        argv += ["-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22", "-device", "virtio-net-pci,netdev=net0"]
+    else:
+        argv += ["-nic", "none"]
+    if pidfile is not None:
+        argv += ["-pidfile", str(pidfile)]
+    if not reboot:
+        argv.append("-no-reboot")
+    return argv
+
+
+def start_qemu(argv: list[str], log_path: Path, *, detach: bool) -> subprocess.Popen:
+    """Start QEMU in its own session; unless detached, it dies with the thread that started it."""
+    if not run(["sh", "-c", f"command -v {QEMU}"], timeout=10, check=False).stdout.strip():
+        raise LabError(f"QEMU missing: {QEMU} not found (install qemu-system-x86)")
+    # PDEATHSIG fires when the *thread* that forked exits: only use it from the main thread
+    guard = not detach and threading.current_thread() is threading.main_thread()
+    with open(log_path, "wb") as out:
+        # pylint: disable-next=subprocess-popen-preexec-fn,consider-using-with
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=c_env(), preexec_fn=_die_with_parent if guard else None)
+
+
+def pid_alive(pid: int) -> bool:
+    """True when ``pid`` runs and is a QEMU (not a recycled pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"qemu-system" in cmdline and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def kill_pid(pid: int, timeout: float = 15) -> None:
+    """SIGTERM a QEMU, SIGKILL it if it does not go, wait until it is gone."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not pid_alive(pid):
+            return
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout
+        while pid_alive(pid) and time.monotonic() < deadline:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            time.sleep(0.05)
+    if pid_alive(pid):
+        raise LabError(f"QEMU pid {pid} survived SIGKILL")
+
+
+def probe_kvm(kernel: KernelInfo, initramfs: Path) -> tuple[bool, str]:
+    """Boot ``kernel`` to its initramfs under KVM with a timeout: does KVM really work here?"""
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return False, "/dev/kvm missing or not accessible"
+    console = run_dir() / "kvm-probe.console.log"
+    console.write_text("", encoding="utf-8")
+    argv = qemu_argv(kernel, initramfs, accel="kvm", append="console=ttyS0 klab.probe=1 panic=-1",
+                     console=console, memory=256, smp=1, reboot=False)
+    proc = start_qemu(argv, run_dir() / "kvm-probe.qemu.log", detach=False)
+    try:
+        def verdict() -> str | None:
+            if "KLAB-PROBE-OK" in console.read_text(errors="replace"):
+                return "ok"
+            return "exited" if proc.poll() is not None else None
+        try:
+            result = wait_until("the KVM probe kernel to reach its initramfs", verdict, timeout=60, interval=0.2)
+        except LabError:
+            result = "hung"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+    if result == "ok":
+        return True, "kvm probe booted to initramfs"
+    qlog = (run_dir() / "kvm-probe.qemu.log").read_text(errors="replace")
+    return False, f"kvm probe {result}: {tail(qlog, 5)} {tail(console.read_text(errors='replace'), 3)}"
+
+
+def choose_accel(kernel: KernelInfo, initramfs: Path) -> str:
+    """``tcg`` or ``kvm``: $KERNELOPS_LAB_ACCEL, else the cached verdict of :func:`probe_kvm`."""
+    forced = os.environ.get("KERNELOPS_LAB_ACCEL", "").strip()
+    if forced in ("tcg", "kvm"):
+        return forced
+    verdict_file = cache_dir() / "kvm-probe.json"
+    host = f"{os.uname().release} {_cpu_model()}"
+    try:
+        cached = json.loads(verdict_file.read_text(encoding="utf-8"))
+        if cached.get("host") == host:
+            return "kvm" if cached["kvm"] else "tcg"
+    except (OSError, ValueError, KeyError):
+        pass
+    works, detail = probe_kvm(kernel, initramfs)
+    verdict_file.write_text(json.dumps({"host": host, "kvm": works, "detail": detail}), encoding="utf-8")
+    log(f"KVM probe: {'works' if works else 'not usable'} ({detail.strip()[:200]}); using {'kvm' if works else 'tcg'}")
+    return "kvm" if works else "tcg"
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+@dataclasses.dataclass
+class Instance:
+    """What the cache remembers about a running VM (so ``labctl down`` finds it)."""
+
+    name: str
+    kernel: str
+    release: str
+    port: int
+    pid: int
+    accel: str
+    overlay: str
+    console: str
+    key: str
+
+    @staticmethod
+    def path(name: str) -> Path:
+        """The instance's JSON record."""
+        return run_dir() / f"{name}.json"
+
+    def save(self) -> None:
+        """Write the record."""
+        self.path(self.name).write_text(json.dumps(dataclasses.asdict(self), indent=1), encoding="utf-8")
+
+    @classmethod
+    def load(cls, name: str) -> Instance | None:
+        """The record of ``name``, or None."""
+        try:
+            return cls(**json.loads(cls.path(name).read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    @classmethod
+    def all(cls) -> list[Instance]:
+        """Every recorded instance."""
+        found = (cls.load(p.stem) for p in sorted(run_dir().glob("*.json")) if p.stem != "kvm-probe")
+        return [inst for inst in found if inst is not None]
+
+
+_LIVE: list[VM] = []
+_HANDLERS_SET = False
+
+
+def _stop_all() -> None:
+    for vm in list(_LIVE):
+        try:
+            vm.stop()
+        except (LabError, OSError) as exc:
+            log(f"stopping {vm.name} at exit: {exc}")
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    _stop_all()
+    raise SystemExit(128 + signum)
+
+
+def _install_cleanup() -> None:
+    """Stop this process's VMs at exit and on SIGTERM/SIGHUP (SIGINT unwinds through fixtures)."""
+    global _HANDLERS_SET  # pylint: disable=global-statement
+    if _HANDLERS_SET:
+        return
+    atexit.register(_stop_all)
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(sig) in (signal.SIG_DFL, None):
+                signal.signal(sig, _on_signal)
+    _HANDLERS_SET = True
+
+
+class VM:
+    """A booted lab guest; a context manager that stops it on exit."""
+
+    def __init__(self, inst: Instance, *, owned: bool) -> None:
+        self.inst = inst
+        self.name = inst.name
+        self.kernel = inst.kernel
+        self.port = inst.port
+        self.key = Path(inst.key)
+        self.console = Path(inst.console)
+        self.patch_dir = PATCH_DIR
+        self._release = inst.release
+        self._owned = owned
+        digest = hashlib.sha256(f"{cache_dir()}/{inst.name}".encode()).hexdigest()[:12]
+        self._control = f"/tmp/klab-{digest}.ssh"
+        if owned:
+            _install_cleanup()
+            _LIVE.append(self)
+
+    # -- context manager -------------------------------------------------------------
+    def __enter__(self) -> VM:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"VM({self.name!r}, kernel={self.kernel!r}, release={self._release!r}, port={self.port})"
+
+    # -- properties -------------------------------------------------------------------
+    @property
+    def release(self) -> str:
+        """``uname -r`` of the running guest."""
+        return self._release
+
+    @property
+    def ansible_vars(self) -> dict:
+        """Host variables that let Ansible reach this guest."""
+        return {
+            "ansible_host": "127.0.0.1",
+            "ansible_port": self.port,
+            "ansible_user": "root",
+            "ansible_ssh_private_key_file": str(self.key),
+            "ansible_python_interpreter": "/usr/bin/python3",
+            "ansible_ssh_common_args": ("-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "
+                                        "-o IdentitiesOnly=yes -o ControlMaster=auto -o ControlPersist=60s"),
+        }
+
+    def alive(self) -> bool:
+        """True while the QEMU process runs."""
+        return pid_alive(self.inst.pid)
+
+    def console_tail(self, lines: int = CONSOLE_TAIL) -> str:
+        """The serial console's last lines (for error messages)."""
+        return read_tail(self.console, lines)
+
+    # -- ssh --------------------------------------------------------------------------
+    def ssh_argv(self, *, master: bool = True) -> list[str]:
+        """``ssh`` options for this guest, without the remote command."""
+        argv = ["ssh", "-i", str(self.key), "-p", str(self.port), "-o", "StrictHostKeyChecking=no",
+                "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "BatchMode=yes",
+                "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5",
+                "-o", "ServerAliveCountMax=6"]
+        if master:
+            argv += ["-o", "ControlMaster=auto", "-o", f"ControlPath={self._control}", "-o", "ControlPersist=300"]
+        else:
+            argv += ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
+        return argv + ["root@127.0.0.1"]
+
+    def ssh(self, cmd: str, check: bool = True, timeout: float = 120, input_data: str | bytes | None = None,
+            master: bool = True) -> subprocess.CompletedProcess:
+        """Run the shell command ``cmd`` in the guest as root; CompletedProcess with text output."""
+        argv = self.ssh_argv(master=master) + ["--", cmd]
+        text = not isinstance(input_data, bytes)
+        try:
+            proc = subprocess.run(argv, input=input_data, capture_output=True, text=text, timeout=timeout,
+                                  env=c_env(), check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise LabError(f"{self.name}: ssh command timed out after {timeout:.0f} s: {cmd}\n{self.console_tail(15)}") from exc
+        if not text:
+            proc = subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout.decode(errors="replace"),
+                                               proc.stderr.decode(errors="replace"))
+        if check and proc.returncode != 0:
+            hint = "" if self.alive() else f"\nQEMU is not running any more.\n{self.console_tail()}"
+            raise LabError(f"{self.name}: `{cmd}` failed (exit {proc.returncode})\nstdout: {tail(proc.stdout, 20)}\n"
+                           f"stderr: {tail(proc.stderr, 20)}{hint}")
+        return proc
+
+    def _close_master(self) -> None:
+        if os.path.exists(self._control):
+            subprocess.run(["ssh", "-o", f"ControlPath={self._control}", "-O", "exit", "root@127.0.0.1"],
+                           capture_output=True, timeout=15, check=False)
+            if os.path.exists(self._control):
+                os.unlink(self._control)
+
+    def boot_id(self, *, master: bool = True) -> str | None:
+        """The guest's current boot id, or None while it does not answer."""
+        try:
+            proc = self.ssh("cat /proc/sys/kernel/random/boot_id", check=False, timeout=20, master=master)
+        except LabError:
+            return None
+        out = proc.stdout.strip()
+        return out if proc.returncode == 0 and len(out) == 36 else None
+
+    def wait_for_ssh(self, *, timeout: float, previous_boot: str | None = None) -> str:
+        """Wait until sshd answers with a boot id other than ``previous_boot``; return it."""
+        def answered() -> str | None:
+            if not self.alive():
+                raise LabError(f"{self.name}: QEMU exited while waiting for ssh (kernel {self.kernel})\n"
+                               f"{read_tail(Path(self.inst.overlay).with_suffix('.qemu.log'), 10)}\n{self.console_tail()}")
+            boot = self.boot_id(master=False)
+            return boot if boot and boot != previous_boot else None
+        what = f"{self.name} ({self.kernel}) to answer ssh on port {self.port}" + (" after reboot" if previous_boot else "")
+        return wait_until(what, answered, timeout=timeout, interval=0.5, on_timeout=self.console_tail)
+
+    # -- lifecycle --------------------------------------------------------------------
+    def reboot(self, timeout: float | None = None) -> str:
+        """``systemctl reboot`` the guest and wait until ssh answers with a new boot id."""
+        before = self.boot_id() or ""
+        self.ssh("systemctl reboot", check=False, timeout=30)
+        self._close_master()
+        boot = self.wait_for_ssh(timeout=timeout or boot_timeout(self.inst.accel), previous_boot=before)
+        self._release = self.ssh("uname -r").stdout.strip()
+        return boot
+
+    def stop(self) -> None:
+        """Kill QEMU, delete the overlay and the record (idempotent)."""
+        self._close_master()
+        kill_pid(self.inst.pid)
+        overlay = Path(self.inst.overlay)
+        for path in (overlay, overlay.with_suffix(".pid"), Instance.path(self.name)):
+            if path.exists():
+                path.unlink()
+        if self in _LIVE:
+            _LIVE.remove(self)
+
+    def put_tree(self, src: Path, dest: str) -> None:
+        """Copy the directory ``src`` to ``dest`` in the guest (tar over ssh)."""
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            tar.add(str(src), arcname=".")
+        self.ssh(f"mkdir -p {dest} && tar -C {dest} -xf - && sync", input_data=buf.getvalue(), timeout=120)
+
+    # -- effects ----------------------------------------------------------------------
+    def live_effects(self) -> set[str]:
+        """Ids of the test patches whose effect shows now (``klab/effects.py``'s EFFECTS)."""
+        effects = load_effects()
+        script = "; ".join(f"echo '@@klab-effect {eid}'; ( {cmd} ) 2>&1" for eid, (cmd, _marker) in effects.items())
+        out = self.ssh(script, check=False, timeout=60).stdout
+        sections: dict[str, str] = {}
+        current = None
+        for line in out.splitlines():
+            if line.startswith("@@klab-effect "):
+                current = line.split(" ", 1)[1].strip()
+                sections[current] = ""
+            elif current is not None:
+                sections[current] += line + "\n"
+        return {eid for eid, (_cmd, marker) in effects.items() if marker in sections.get(eid, "")}
+
+
+def load_effects() -> dict[str, tuple[str, str]]:
+    """``EFFECTS`` from ``lab/klab/effects.py`` (written with the test patches)."""
+    try:
+        from . import effects  # pylint: disable=import-outside-toplevel
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.endswith("effects"):
+            raise LabError("lab/klab/effects.py does not exist yet: it comes with the test patches "
+                           "(lab/patches/) and maps each effect id to (guest command, marker)") from exc
+        raise
+    table = getattr(effects, "EFFECTS", None)
+    if not isinstance(table, dict):
+        raise LabError("lab/klab/effects.py has no EFFECTS dict")
+    return table
+
+
+def boot_vm(kernel: KernelInfo, initramfs: Path, base_image: Path, key: Path, patches: Path | None, *,
+            name: str, detach: bool) -> VM:
+    """Boot a guest of ``kernel`` on a fresh overlay of ``base_image``; wait for ssh; copy the patches in."""
+    for path in (kernel.vmlinuz, initramfs, base_image, key):
+        ensure_readable(path)
+    old = Instance.load(name)
+    if old is not None:
+        if pid_alive(old.pid):
+            raise LabError(f"instance {name} is already running (pid {old.pid}); `labctl down --name {name}` first")
+        Instance.path(name).unlink()
+    rdir = run_dir()
+    overlay = rdir / f"{name}.qcow2"
+    console = rdir / f"{name}.console.log"
+    pidfile = overlay.with_suffix(".pid")
+    for path in (overlay, pidfile):
+        if path.exists():
+            path.unlink()
+    console.write_text("", encoding="utf-8")
+    run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", base_image, overlay], timeout=60,
+        what="qemu-img create (overlay)")
+    accel = choose_accel(kernel, initramfs)
+    port = free_port()
+    argv = qemu_argv(kernel, initramfs, accel=accel, append=KERNEL_CMDLINE, drive=overlay, port=port,
+                     console=console, pidfile=pidfile)
+    started = time.monotonic()
+    proc = start_qemu(argv, overlay.with_suffix(".qemu.log"), detach=detach)
+    inst = Instance(name=name, kernel=kernel.suite, release=kernel.release, port=port, pid=proc.pid, accel=accel,
+                    overlay=str(overlay), console=str(console), key=str(key))
+    inst.save()
+    vm = VM(inst, owned=not detach)
+    try:
+        vm.wait_for_ssh(timeout=boot_timeout(accel))
+        booted = time.monotonic() - started
+        release = vm.ssh("uname -r").stdout.strip()
+        if release != kernel.release:
+            raise LabError(f"{name}: guest runs {release}, expected {kernel.release}")
+        if patches is not None:
+            vm.put_tree(patches, PATCH_DIR)
+        log(f"{name}: {kernel.suite} {release} up on port {port} ({accel}, ssh after {booted:.1f} s, "
+            f"ready after {time.monotonic() - started:.1f} s)")
+    except BaseException:
+        vm.stop()
+        raise
+    return vm
+
+
+def attach(name: str) -> VM:
+    """The running VM recorded as ``name`` (for ``labctl ssh``/``down``)."""
+    inst = Instance.load(name)
+    if inst is None:
+        raise LabError(f"no lab instance named {name}")
+    return VM(inst, owned=False)
