@@ -359,12 +359,13 @@ class Executor(object):
                 lambda: self.kernel.read(LIVEPATCH_DIR, name, 'transition') != '1', self.timeout, self.clock)
             detail['reversed'] = bool(reversed_done)
             detail['reverse_s'] = round(more, 3)
-            if reversed_done and direction == 'patching' and self.caps.era == ERA_FREE:
+            if not reversed_done:
+                raise StallError('patch %s stalled while %s after %.1f s; the reverse transition did not finish within '
+                                 '%.1f s either and is still running' % (name, direction, waited, self.timeout), detail)
+            if direction == 'patching' and self.caps.era == ERA_FREE:
                 # A reversed enable ends unpatched and the patch is freed like any disabled
                 # one (§2.3): wait for its directory to go so the module can be unloaded.
                 self._wait_gone(name)
-                raise StallError('patch %s stalled while %s after %.1f s; the reverse transition did not finish within '
-                                 '%.1f s either and is still running' % (name, direction, waited, self.timeout), detail)
             raise StallError('patch %s stalled while %s after %.1f s; the transition was reversed'
                              % (name, direction, waited), detail)
         raise StallError('patch %s stalled while %s after %.1f s; left running (on_stall=fail)'

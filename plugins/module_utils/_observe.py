@@ -241,7 +241,7 @@ class Leftover(object):
         self.refcnt = refcnt
         self.taint = taint
         self.build_id = build_id
-        self.state = 'retired' if refcnt == 0 else 'forced'
+        self.state = 'forced' if refcnt else 'retired'
 
     @property
     def reboot_required(self):
@@ -428,6 +428,13 @@ def _blocking_tasks(reader, target, with_stacks):
     return blockers
 
 
+def _first_known(*values):
+    for value in values:
+        if value is not None:
+            return value
+    return None
+
+
 def read_kernel_release(root):
     reader = _Reader(root)
     release = reader.text('proc', 'sys', 'kernel', 'osrelease')
@@ -469,7 +476,7 @@ def observe(root='/', blocker_stacks=False):
 
     on_list = set(patch.name for patch in stack)
     leftovers = [
-        Leftover(row['name'], reader.integer('sys', 'module', row['name'], 'refcnt'),
+        Leftover(row['name'], _first_known(reader.integer('sys', 'module', row['name'], 'refcnt'), row['refcnt']),
                  row['taint'], _read_build_id(reader, row['name']))
         for row in module_rows
         if 'K' in row['taint'] and row['name'] not in on_list and row['state'] == 'Live'

@@ -170,15 +170,25 @@ def _common_prefix(live, wanted):
     return kept, uncertain
 
 
+def _leaving(snapshot):
+    """5.1+: patches still listed but not enabled are on their way out: being unpatched, or
+    already off the kernel's list with their directory not yet freed (§2.1). Once freed they are
+    retired modules with refcnt 0, like the leftovers."""
+    return [p.name for p in snapshot.stack if not p.enabled] + [
+        leftover.name for leftover in snapshot.leftovers if leftover.state == 'retired']
+
+
 def _pre_load_steps(snapshot, patch, unloaded):
     """A name still loaded as a retired module must be unloaded before it can be loaded (EEXIST, §2.5)."""
-    leftover = snapshot.leftover(patch.name)
-    if leftover is None or patch.name in unloaded:
+    if patch.name in unloaded:
         return []
-    if leftover.state == 'forced':
+    leftover = snapshot.leftover(patch.name)
+    if leftover is not None and leftover.state == 'forced':
         raise Refusal('forced_module', 'patch %s is still loaded from a forced transition (refcnt %s) and can '
                       'never be unloaded until reboot, so it cannot be loaded again' % (patch.name, leftover.refcnt),
                       [patch.name])
+    if patch.name not in _leaving(snapshot):
+        return []
     unloaded.add(patch.name)
     return [Step('unload', patch.name, 'still loaded as a retired module; must be unloaded before it is loaded again')]
 
@@ -218,10 +228,10 @@ def _plan_free(snapshot, wanted, unload_retired):
             steps.append(Step('unload', patch.name, 'pop: a disabled patch can never be enabled again (5.1+)'))
             unloaded.add(patch.name)
     if unload_retired:
-        for leftover in snapshot.leftovers:
-            if leftover.state == 'retired' and leftover.name not in unloaded:
-                steps.append(Step('unload', leftover.name, 'retired module (disabled or replaced), refcnt 0'))
-                unloaded.add(leftover.name)
+        for name in _leaving(snapshot):
+            if name not in unloaded:
+                steps.append(Step('unload', name, 'retired module (disabled or replaced), refcnt 0'))
+                unloaded.add(name)
     for patch in pushes:
         steps.extend(_pre_load_steps(snapshot, patch, unloaded))
         steps.append(_load_step(patch))
