@@ -16,7 +16,8 @@ from pathlib import Path
 from .kernels import KernelInfo
 from .util import LabError, cache_dir, fresh_dir, is_built, log, mark_built, mirror, run
 
-BUILD_PACKAGES = ("make", "libelf-dev", "kmod", "libc6-dev")
+# linux-base: the headers' postinst calls its linux-run-hooks (6.12+)
+BUILD_PACKAGES = ("make", "libelf-dev", "kmod", "libc6-dev", "linux-base")
 
 
 def in_chroot(root: Path, argv: list[str], *, timeout: float, what: str, cwd: str = "/") -> str:

@@ -42,8 +42,12 @@ MASKED_UNITS = [
     "systemd-timesyncd.service", "getty@tty1.service", "systemd-pstore.service", "systemd-modules-load.service",
     "systemd-random-seed.service", "kmod-static-nodes.service", "systemd-hwdb-update.service",
 ]
-INITRAMFS_MODULES = ["virtio_pci", "virtio_blk", "virtio_net", "virtio_rng", "crc32c_generic", "ext4"]
-REQUIRED_MODULES = ("virtio_pci", "virtio_blk", "ext4")
+# module -> the config option that builds it; a module the kernel has built in (=y, e.g.
+# VIRTIO_PCI on 7.x) needs no insmod. None: optional, skipped when absent.
+INITRAMFS_MODULES = {
+    "virtio_pci": "CONFIG_VIRTIO_PCI", "virtio_blk": "CONFIG_VIRTIO_BLK", "virtio_net": "CONFIG_VIRTIO_NET",
+    "virtio_rng": None, "crc32c_generic": None, "ext4": "CONFIG_EXT4_FS",
+}
 KERNEL_CMDLINE = ("console=ttyS0 root=/dev/vda rw quiet panic=0 fsck.mode=skip net.ifnames=0 "
                   "systemd.show_status=false mitigations=off")
 
@@ -123,13 +127,15 @@ def build_guest_image(pubkey_path: Path) -> Path:
 def initramfs_module_list(kernel: KernelInfo) -> list[Path]:
     """The .ko files the initramfs loads, in dependency order (``modprobe --show-depends``)."""
     ordered: list[Path] = []
-    for name in INITRAMFS_MODULES:
+    config = kernel_config(kernel)
+    for name, option in INITRAMFS_MODULES.items():
         proc = run(["modprobe", "-d", kernel.root, "-S", kernel.release, "--show-depends", name],
                    timeout=60, check=False, what=f"modprobe --show-depends {name}")
         lines = proc.stdout.splitlines()
         if proc.returncode != 0 or not lines:
-            if name in REQUIRED_MODULES:
-                raise LabError(f"{kernel.suite}: module {name} not found for {kernel.release}: {proc.stderr.strip()}")
+            if option is not None and config.get(option) != "y":
+                raise LabError(f"{kernel.suite}: module {name} not found for {kernel.release} and {option} is "
+                               f"{config.get(option, 'unset')}: {proc.stderr.strip()}")
             continue
         for line in lines:
             parts = line.split()
@@ -138,6 +144,17 @@ def initramfs_module_list(kernel: KernelInfo) -> list[Path]:
                 if path not in ordered:
                     ordered.append(path)
     return ordered
+
+
+def kernel_config(kernel: KernelInfo) -> dict[str, str]:
+    """The kernel's .config (from its headers package) as {CONFIG_X: value}."""
+    path = kernel.root / kernel.headers.lstrip("/") / ".config"
+    values = {}
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.startswith("CONFIG_") and "=" in line:
+            key, value = line.split("=", 1)
+            values[key] = value
+    return values
 
 
 def _uncompressed_module(src: Path, dest_dir: Path) -> str:
