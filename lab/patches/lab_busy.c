@@ -24,8 +24,9 @@
  *  - every 15 s the kernel wakes interruptibly sleeping kthreads (the "fake
  *    signal").  A kthread gets no signal pending, only a wake-up, so the nap
  *    just ends early; the loop re-checks "block" and naps again, still
- *    inside.  Short interruptible naps also keep the hung-task detector quiet
- *    and let kthread_stop() end the loop promptly at rmmod.
+ *    inside.  Sleeping interruptibly also keeps the hung-task detector
+ *    quiet, and short naps make a cleared "block" take effect within
+ *    LAB_BUSY_NAP; kthread_stop() at rmmod wakes the thread at once.
  *
  * noinline + __noclone: the function must exist under its own name (so
  * klp can find it in this module's symbols and the stack check can see it),

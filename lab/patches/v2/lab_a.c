@@ -10,9 +10,9 @@
  * Replaces cmdline_proc_show(), so that /proc/cmdline prints the single
  * line "lab_a: v2" while this patch is live. The original text is not
  * reproduced: a livepatch cannot call the function it replaces (ftrace
- * would redirect the call back to the new function). systemd and Ansible
- * only read /proc/cmdline as a list of words; two extra words are harmless
- * once the guest has booted.
+ * would redirect the call back to the new function). The guest's boot
+ * reads /proc/cmdline before any patch is loaded; later readers that split
+ * it into words just see two unknown words.
  *
  * Each of lab_a .. lab_e patches a different function, so all five can be
  * live at once and lab/klab/effects.py can tell exactly which ones are.
