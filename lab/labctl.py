@@ -1,5 +1,10 @@
-#!/usr/bin/env python3
+# Copyright (c) 2026, kernelops.livepatch contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """labctl: build the lab and run detached lab VMs (molecule's create/destroy call this).
+
+Run it as ``python3 lab/labctl.py``: the file has no shebang and is not executable, because
+ansible-test's shebang check allows ``#!/usr/bin/env python`` only and Debian has no ``python``.
 
     labctl build [KERNEL...]            fetch kernels, build chroots, guest image, test patches
     labctl up KERNEL --name N           boot a detached VM; print molecule's instance config (JSON)

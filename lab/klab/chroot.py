@@ -1,3 +1,7 @@
+# Copyright (c) 2026, kernelops.livepatch contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 """Per-suite build chroots and out-of-tree module builds against a Debian kernel's headers.
 
 A Debian headers package is not usable in place: its Makefile includes
@@ -93,7 +97,8 @@ def build_modules(kernel: KernelInfo, src_dir: Path, out_dir: Path) -> list[Path
     out_dir = Path(out_dir)
     root = build_chroot(kernel)
     work = fresh_dir(root / "build" / out_dir.name)
-    shutil.copytree(src_dir, work, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.ko", "*.o", "*.mod", "*.mod.c", ".*.cmd", "modules.order", "Module.symvers"))
+    products = shutil.ignore_patterns("*.ko", "*.o", "*.mod", "*.mod.c", ".*.cmd", "modules.order", "Module.symvers")
+    shutil.copytree(src_dir, work, dirs_exist_ok=True, ignore=products)
     inside = "/" + str(work.relative_to(root))
     for kdir in _kbuild_dirs(work):
         rel = kdir.relative_to(work)

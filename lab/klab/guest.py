@@ -1,3 +1,7 @@
+# Copyright (c) 2026, kernelops.livepatch contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 """The guest: one bookworm root filesystem image for all kernels, and a small initramfs per kernel.
 
 The guest is a real systemd system Ansible can drive over SSH and that survives reboots:

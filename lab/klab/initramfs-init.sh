@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-3.0-or-later
 # /init of the lab's per-kernel initramfs (busybox-static).
 # Loads that kernel's virtio and ext4 modules in dependency order (listed in
 # /modules.order at build time), mounts the guest disk read-write and hands over

@@ -1,3 +1,7 @@
+# Copyright (c) 2026, kernelops.livepatch contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 """Fetch Debian kernels (image + matching headers) as .deb without touching the host's apt.
 
 Each suite gets its own apt state directory in the cache (sources list, lists, status), so

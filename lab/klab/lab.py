@@ -1,3 +1,7 @@
+# Copyright (c) 2026, kernelops.livepatch contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 """``Lab``: build everything a kernel needs (idempotent, cached) and boot guests of it."""
 
 from __future__ import annotations

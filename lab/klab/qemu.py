@@ -1,3 +1,7 @@
+# Copyright (c) 2026, kernelops.livepatch contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 """Boot a lab guest under QEMU and talk to it over SSH.
 
 TCG by default; KVM only when a real probe (a kernel actually booting to its initramfs
@@ -106,7 +110,7 @@ def pid_alive(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return b"qemu-system" in cmdline and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    return b"qemu-system" in cmdline and Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace").split()[2] != "Z"
 
 
 def kill_pid(pid: int, timeout: float = 15) -> None:

@@ -1,3 +1,7 @@
+# Copyright (c) 2026, kernelops.livepatch contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
 """Small helpers shared by the lab: running commands, waiting on state, cache markers.
 
 Every wait in the lab goes through :func:`wait_until`: it polls an observable condition
