@@ -150,6 +150,7 @@ class Runner(object):
                 self._apply(decide, snapshot.capabilities)
         except ActError as exc:  # the lock could not be taken
             self.fail(exc.message, **exc.detail)
+        self.module.exit_json(**self.result)
 
     def _plan(self, snapshot, decide):
         try:
@@ -181,7 +182,7 @@ class Runner(object):
 
     def _apply(self, decide, capabilities):
         executor = Executor(self.kernel, capabilities, timeout=self.params['timeout'], on_stall=self.params['on_stall'],
-                            journal=self.journal, warn=self.module.warn)
+                            journal=self.journal, clock=self.kernel.clock, warn=self.module.warn)
         if not self.params['wait'] and self.kernel.transition_patch() is not None:
             self.fail('a transition started while waiting for the lock and wait=false; nothing was changed',
                       rule='transition_running')

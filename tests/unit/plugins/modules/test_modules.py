@@ -1,0 +1,216 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, kernelops.livepatch contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The three modules end to end (``main()``), with the kernel model standing in for the host."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.kernelops.livepatch.plugins.module_utils import _common
+from ansible_collections.kernelops.livepatch.plugins.module_utils._act import HostLock, Journal
+from ansible_collections.kernelops.livepatch.plugins.modules import livepatch, livepatch_info, livepatch_stack
+
+from kernel_model import KernelModel
+from kofactory import make_ko
+
+
+class Host(object):
+    def __init__(self, tmp_path, monkeypatch, version='7.2', root=True):
+        (tmp_path / 'root').mkdir()
+        self.model = KernelModel(str(tmp_path / 'root'), version)
+        self.dir = tmp_path / 'files'
+        self.dir.mkdir()
+        monkeypatch.setattr(_common, 'HostKernel', lambda module: self.model)
+        monkeypatch.setattr(_common, 'HostLock', lambda timeout: HostLock(str(tmp_path / 'lock'), timeout,
+                                                                            self.model.clock))
+        monkeypatch.setattr(_common, 'Journal', lambda: Journal(str(tmp_path / 'run')))
+        monkeypatch.setattr(_common.os, 'geteuid', lambda: 0 if root else 1000)
+
+    def ko(self, name, build='v1', **kwargs):
+        path = str(self.dir / ('%s-%s.ko' % (name, build)))
+        kwargs.setdefault('release', self.model.release)
+        make_ko(path, name, build=build, **kwargs)
+        return path
+
+
+@pytest.fixture
+def host(tmp_path, monkeypatch):
+    return Host(tmp_path, monkeypatch)
+
+
+def run(module, capsys, check=False, diff=False, **args):
+    if check:
+        args['_ansible_check_mode'] = True
+    if diff:
+        args['_ansible_diff'] = True
+    with patch_module_args(args), pytest.raises(SystemExit) as info:
+        module.main()
+    result = json.loads(capsys.readouterr().out)
+    result['rc'] = info.value.code
+    return result
+
+
+def stack(host, capsys, names, check=False, diff=False, **extra):
+    entries = [{'path': host.ko(*name.split('@'))} if isinstance(name, str) else name for name in names]
+    return run(livepatch_stack, capsys, check=check, diff=diff, stack=entries, **extra)
+
+
+def test_info_reads_the_model(host, capsys):
+    stack(host, capsys, ['a', 'b'])
+    result = run(livepatch_info, capsys, root=host.model.root)
+    assert result['rc'] == 0 and result['changed'] is False
+    assert [p['name'] for p in result['stack']] == ['a', 'b']
+    assert result['order_source'] == 'stack_order'
+    assert result['capabilities']['era'] == '5.1+'
+    assert result['transition'] is None
+
+
+def test_info_bad_root(capsys, tmp_path):
+    result = run(livepatch_info, capsys, root=str(tmp_path / 'missing'))
+    assert result['rc'] == 1 and 'does not exist' in result['msg']
+
+
+def test_check_mode_predicts_the_run_exactly_and_diff_shows_the_stack(host, capsys):
+    stack(host, capsys, ['a', 'b', 'c'])
+    predicted = stack(host, capsys, ['a', 'd', 'e'], check=True, diff=True)
+    assert predicted['changed'] is True
+    assert host.model.live_names() == ['a', 'b', 'c']  # check mode changed nothing
+    assert predicted['diff']['before'].splitlines()[1].startswith('2. b (build ')
+    assert [line.split(' (')[0] for line in predicted['diff']['after'].splitlines()] == ['1. a', '2. d', '3. e']
+    real = stack(host, capsys, ['a', 'd', 'e'], diff=True)
+    assert real['rc'] == 0
+    assert [(s['action'], s['patch']) for s in real['steps']] == [(s['action'], s['patch']) for s in predicted['plan']]
+    assert real['plan'] == predicted['plan']
+    assert all(s['outcome'] == 'ok' and s['duration_ms'] >= 0 for s in real['steps'])
+    assert [p['name'] for p in real['stack']] == ['a', 'd', 'e']
+    assert real['diff']['after'] == predicted['diff']['after']
+
+
+def test_second_run_changes_nothing(host, capsys):
+    first = stack(host, capsys, ['a', 'b'])
+    again = stack(host, capsys, ['a', 'b'])
+    assert first['changed'] is True and again['changed'] is False and again['plan'] == []
+    assert 'steps' not in again
+
+
+def test_pop_to_and_push(host, capsys):
+    stack(host, capsys, ['a', 'b', 'c'])
+    result = run(livepatch_stack, capsys, pop_to=1, push=[{'path': host.ko('d')}, {'path': host.ko('e')}])
+    assert result['rc'] == 0 and result['stack_after'] == ['a', 'd', 'e']
+    assert host.model.live_names() == ['a', 'd', 'e']
+    again = run(livepatch_stack, capsys, pop_to=3, push=[])
+    assert again['changed'] is False
+
+
+def test_pop_to_beyond_the_stack_is_refused(host, capsys):
+    stack(host, capsys, ['a'])
+    result = run(livepatch_stack, capsys, pop_to=2, push=[])
+    assert result['rc'] == 1 and result['rule'] == 'pop_to_beyond_stack'
+    assert 'only 1 patches (a)' in result['msg']
+
+
+@pytest.mark.parametrize('make, rule, words', [
+    (lambda h: {'path': '/nonexistent/x.ko'}, 'missing_file', 'does not exist'),
+    (lambda h: {'path': h.ko('plain', livepatch=False)}, 'not_livepatch', 'livepatch=Y'),
+    (lambda h: {'path': h.ko('a', release='6.1.0-50-amd64')}, 'release_mismatch', 'built for kernel 6.1.0-50-amd64'),
+    (lambda h: {'path': h.ko('a'), 'name': 'b'}, 'name_mismatch', 'is module a, not b'),
+    (lambda h: {'path': h.ko('R', replace=True), 'replace': True}, 'replace_not_at_bottom', 'only stand at the bottom'),
+])
+def test_bad_input_is_refused_with_nothing_changed(host, capsys, make, rule, words):
+    stack(host, capsys, ['a'])
+    before = host.model.events[:]
+    result = run(livepatch_stack, capsys, stack=[{'path': host.ko('a')}, make(host)])
+    assert result['rc'] == 1 and result['rule'] == rule, result
+    assert words in result['msg']
+    assert host.model.events == before and host.model.live_names() == ['a']
+
+
+def test_not_a_module_at_all(host, capsys, tmp_path):
+    junk = tmp_path / 'junk.ko'
+    junk.write_bytes(b'not an elf file')
+    result = run(livepatch_stack, capsys, stack=[{'path': str(junk)}])
+    assert result['rc'] == 1 and result['rule'] == 'not_a_module' and 'not an ELF file' in result['msg']
+
+
+def test_duplicate_names_refused(host, capsys):
+    result = stack(host, capsys, ['a', 'a@v2'])
+    assert result['rc'] == 1 and result['rule'] == 'duplicate_name'
+    assert host.model.live_names() == []
+
+
+def test_not_root_is_refused_but_check_mode_works(tmp_path, monkeypatch, capsys):
+    host = Host(tmp_path, monkeypatch, root=False)
+    predicted = stack(host, capsys, ['a'], check=True)
+    assert predicted['rc'] == 0 and predicted['changed'] is True
+    result = stack(host, capsys, ['a'])
+    assert result['rc'] == 1 and result['rule'] == 'not_root'
+    assert host.model.live_names() == []
+
+
+def test_running_transition_with_wait_false_changes_nothing(host, capsys):
+    host.model.blocked = True
+    host.model.insmod(host.ko('lab_block', block=True))
+    result = stack(host, capsys, ['lab_block', 'a'], wait=False)
+    assert result['rc'] == 1 and result['rule'] == 'transition_running'
+    assert 'lab_block' in result['msg']
+    assert host.model.events == [('start', 'lab_block', True)]
+
+
+def test_no_livepatch_support(tmp_path, monkeypatch, capsys):
+    host = Host(tmp_path, monkeypatch)
+    import shutil
+    shutil.rmtree(host.model.root + '/sys/kernel/livepatch')
+    host.model.render = lambda: None
+    result = stack(host, capsys, ['a'])
+    assert result['rc'] == 1 and result['rule'] == 'no_livepatch'
+
+
+def test_stall_fails_with_blockers_and_the_stack_as_before(host, capsys):
+    stack(host, capsys, ['a'])
+    host.model.blocked = True
+    result = run(livepatch_stack, capsys, stack=[{'path': host.ko('a')}, {'path': host.ko('lab_block', block=True)}],
+                 timeout=1.5)
+    assert result['rc'] == 1
+    assert 'reversed' in result['msg'] and 'Rolled back' in result['msg']
+    assert result['error_detail']['blockers'][0]['comm'] == 'lab_busy'
+    assert [p['name'] for p in result['stack']] == ['a']
+    assert result['steps'][0]['outcome'] == 'reversed'
+
+
+def test_single_patch_push_and_pop(host, capsys):
+    result = run(livepatch, capsys, path=host.ko('a'))
+    assert result['changed'] and host.model.live_names() == ['a']
+    assert run(livepatch, capsys, path=host.ko('a'))['changed'] is False
+    run(livepatch, capsys, path=host.ko('b'))
+    refused = run(livepatch, capsys, name='a', state='absent')
+    assert refused['rc'] == 1 and refused['rule'] == 'not_on_top' and refused['patches'] == ['b']
+    popped = run(livepatch, capsys, name='a', state='absent', pop_above=True)
+    assert popped['rc'] == 0 and popped['stack_after'] == [] and host.model.live_names() == []
+    assert run(livepatch, capsys, name='a', state='absent')['changed'] is False
+
+
+def test_single_patch_new_build_on_top_is_swapped(host, capsys):
+    run(livepatch, capsys, path=host.ko('a'))
+    result = run(livepatch, capsys, path=host.ko('a', 'v2'))
+    assert [(s['action'], s['patch']) for s in result['steps']] == [('disable', 'a'), ('unload', 'a'), ('load', 'a')]
+
+
+def test_single_replace_patch_takes_the_whole_stack(host, capsys):
+    run(livepatch, capsys, path=host.ko('a'))
+    result = run(livepatch, capsys, path=host.ko('R', replace=True), replace=True)
+    assert result['rc'] == 0 and result['stack_after'] == ['R']
+    assert [(s['action'], s['patch']) for s in result['steps']] == [('load', 'R'), ('unload', 'a')]
+
+
+def test_undeclared_replace_patch_is_reported(host, capsys):
+    run(livepatch, capsys, path=host.ko('a'))
+    result = run(livepatch, capsys, path=host.ko('R', replace=True))
+    assert result['rc'] == 1 and result['rule'] == 'unexpected_result'
+    assert 'replace=true' in result['msg']
