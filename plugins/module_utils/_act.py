@@ -36,7 +36,7 @@ from ansible_collections.kernelops.livepatch.plugins.module_utils._plan import (
 )
 
 __all__ = ['ActError', 'StallError', 'LockError', 'HostKernel', 'HostLock', 'Journal', 'Executor',
-           'errno_from_message']
+           'errno_from_message', 'write_json_atomically']
 
 LOCK_PATH = '/run/kernelops-livepatch.lock'
 JOURNAL_DIR = '/run/kernelops-livepatch'
@@ -163,14 +163,32 @@ class Journal(object):
     def record(self, wanted):
         data = self.read()
         data[wanted.name] = {'path': wanted.path, 'build_id': wanted.build_id, 'replace': wanted.replace}
-        if not os.path.isdir(self.directory):
-            os.makedirs(self.directory)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix='.journal.')
+        write_json_atomically(self.path, data)
+
+
+def write_json_atomically(path, data):
+    """Temp file in the same directory, fsync, rename, fsync the directory: never a torn file."""
+    directory = os.path.dirname(path) or '.'
+    if not os.path.isdir(directory):
+        os.makedirs(directory)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.%s.' % os.path.basename(path))
+    try:
         with os.fdopen(fd, 'w') as handle:
-            json.dump(data, handle, sort_keys=True)
+            json.dump(data, handle, sort_keys=True, indent=1)
+            handle.write('\n')
             handle.flush()
             os.fsync(handle.fileno())
-        os.rename(tmp, self.path)
+        os.chmod(tmp, 0o644)
+        os.rename(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 class HostKernel(object):

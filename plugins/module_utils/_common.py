@@ -13,10 +13,11 @@ take the host lock → wait for the kernel to be idle → observe and plan again
 
 from __future__ import annotations
 
+import json
 import os
 
 from ansible_collections.kernelops.livepatch.plugins.module_utils._act import (
-    ActError, Executor, HostKernel, HostLock, Journal, converge,
+    ActError, Executor, HostKernel, HostLock, Journal, converge, write_json_atomically,
 )
 from ansible_collections.kernelops.livepatch.plugins.module_utils._kofile import (
     KoFileError, module_name_from_path, read_kofile,
@@ -61,13 +62,18 @@ class BadInput(Exception):
         self.rule = rule
 
 
-def resolve(entry, release):
+def resolve(entry, release, check_mode=False):
     """Read the ``.ko`` named by ``entry`` and check it before anything changes.
 
     It must exist, be a livepatch module (``livepatch=Y`` in ``.modinfo``, §2.5), be built for
     the running kernel (first word of ``vermagic``), and carry the module name the user gave.
     """
     path = entry['path']
+    if not os.path.exists(path) and check_mode:
+        # In check mode the role has not copied the file yet: plan with the name alone and
+        # count it as a new build (a real run reads the file and compares builds).
+        return Wanted((entry.get('name') or module_name_from_path(path)).replace('-', '_'), path, build_id='not-on-host-yet', replace=entry.get('replace', False),
+                      requires=entry.get('requires') or ())
     if not os.path.exists(path):
         raise BadInput('patch file %s does not exist on the host' % path, [entry.get('name') or path], 'missing_file')
     try:
@@ -113,6 +119,8 @@ class Runner(object):
         self.lock = lock or HostLock(timeout=self.params['lock_timeout'])
         self.journal = journal or Journal()
         self.result = {'changed': False}
+        self.wanted = []
+        self.release = None
 
     def fail(self, message, **extra):
         self.result.update(extra)
@@ -139,6 +147,7 @@ class Runner(object):
             if snapshot.transition is not None and plan.changes:
                 self.module.warn('patch %s is in transition (%s); the plan assumes it completes'
                                  % (snapshot.transition.patch, snapshot.transition.direction))
+            self._record()
             self.module.exit_json(**self.result)
         if os.geteuid() != 0:
             self.fail('changing the livepatch stack needs root (become: true); the plan is in "plan"', rule='not_root')
@@ -150,11 +159,43 @@ class Runner(object):
                 self._apply(decide, snapshot.capabilities)
         except ActError as exc:  # the lock could not be taken
             self.fail(exc.message, **exc.detail)
+        self._record()
         self.module.exit_json(**self.result)
+
+    def _record(self):
+        """Write the applied stack where boot-time restore (the role's unit) reads it.
+
+        Kept patches carry no path of their own; it comes from the previous record or the
+        journal when the build matches.
+        """
+        path = self.params.get('record')
+        if not path or self.module.check_mode:
+            return
+        previous = _read_json(path)
+        known = dict((entry.get('name'), entry) for entry in (previous or {}).get('stack', []) if isinstance(entry, dict))
+        journal = self.journal.read()
+        stack = []
+        for want in self.wanted:
+            entry = {'name': want.name, 'path': want.path, 'build_id': want.build_id, 'replace': want.replace}
+            if not entry['path']:
+                for source in (known.get(want.name), journal.get(want.name)):
+                    if source and source.get('path') and (not want.build_id or source.get('build_id') == want.build_id):
+                        entry['path'] = source['path']
+                        break
+            stack.append(entry)
+        data = {'kernel_release': self.release, 'stack': stack}
+        if previous != data:
+            write_json_atomically(path, data)
+            self.result['changed'] = True
+        self.result['record'] = path
+        missing = [entry['name'] for entry in stack if not entry['path']]
+        if missing:
+            self.module.warn('no file is known for %s, so the boot-time restore cannot load it' % ', '.join(missing))
 
     def _plan(self, snapshot, decide):
         try:
             wanted = decide(snapshot)
+            self.wanted, self.release = wanted, snapshot.kernel_release
             return plan_stack(snapshot, wanted, unload_retired=self.params['unload_retired']), wanted
         except BadInput as exc:
             self.fail(exc.message, rule=exc.rule, patches=exc.patches, stack=_stack_dicts(snapshot))
@@ -218,6 +259,14 @@ class Runner(object):
             self.fail('the stack after the run is %s, not the planned %s (a replace patch not declared with '
                       'replace=true retires the patches below it)' % (unexpected, list(plan.after)),
                       rule='unexpected_result')
+
+
+def _read_json(path):
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (IOError, OSError, ValueError):
+        return None
 
 
 def _builds_match(live, wanted):

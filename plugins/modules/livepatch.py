@@ -196,7 +196,7 @@ def _refuse_middle(live, index, pop_above, what):
                        % (live[index].name, ', '.join(above), what), above, 'not_on_top')
 
 
-def desired_stack(params, snapshot):
+def desired_stack(params, snapshot, check_mode=False):
     live = list(snapshot.live_stack)
     kept = [wanted_from_live(patch) for patch in live]
     if params['state'] == 'absent':
@@ -207,7 +207,7 @@ def desired_stack(params, snapshot):
         _refuse_middle(live, index, params['pop_above'], 'popping it')
         return kept[:index]
     wanted = resolve({'path': params['path'], 'name': params['name'], 'replace': params['replace'],
-                      'requires': params['requires']}, snapshot.kernel_release)
+                      'requires': params['requires']}, snapshot.kernel_release, check_mode)
     index = _position(live, wanted.name)
     if index is not None and same_build(live[index], wanted)[0]:
         return kept
@@ -236,7 +236,7 @@ def main():
         required_one_of=[('path', 'name')],
         supports_check_mode=True,
     )
-    Runner(module).run(lambda snapshot: desired_stack(module.params, snapshot))
+    Runner(module).run(lambda snapshot: desired_stack(module.params, snapshot, module.check_mode))
 
 
 if __name__ == '__main__':

@@ -74,6 +74,15 @@ options:
     elements: dict
     default: []
     suboptions: *patch_options
+  record:
+    description:
+      - After a successful run, write the resulting stack (name, path, build ID, replace) as JSON to this file, so
+        that it can be applied again after a reboot; the role C(kernelops.livepatch.livepatch_stack) points its boot unit
+        at it.
+      - Written atomically (temporary file, fsync, rename), and only when its content changes.
+      - In check mode, a file given in O(stack) or O(push) that does not exist on the host yet is planned by name, as a
+        new build, instead of being refused; the role copies patch files in the same run.
+    type: path
 attributes:
   check_mode:
     support: full
@@ -250,6 +259,11 @@ rollback:
   returned: when a step failed
   type: dict
   sample: {"attempted": true, "succeeded": true, "steps": 2}
+record:
+  description: The file the resulting stack was recorded in (O(record)).
+  returned: when O(record) is set and the run succeeded
+  type: str
+  sample: /var/lib/kernelops-livepatch/6.1.0-50-amd64/stack.json
 rule:
   description: The rule the request would break, when the module refused it (for example V(replace_not_at_bottom),
     V(duplicate_name), V(release_mismatch), V(not_livepatch), V(transition_running)).
@@ -271,11 +285,11 @@ from ansible_collections.kernelops.livepatch.plugins.module_utils._common import
 )
 
 
-def desired_stack(params, snapshot):
+def desired_stack(params, snapshot, check_mode=False):
     """The wanted stack: the given list, or the bottom ``pop_to`` live patches plus ``push``."""
     release = snapshot.kernel_release
     if params['stack'] is not None:
-        return [resolve(entry, release) for entry in params['stack']]
+        return [resolve(entry, release, check_mode) for entry in params['stack']]
     live = snapshot.live_stack
     if params['pop_to'] < 0:
         raise BadInput('pop_to must be 0 or more, not %d' % params['pop_to'], rule='bad_input')
@@ -284,7 +298,7 @@ def desired_stack(params, snapshot):
                        % (params['pop_to'], len(live), ', '.join(p.name for p in live) or 'none'),
                        [p.name for p in live], 'pop_to_beyond_stack')
     kept = [wanted_from_live(patch) for patch in live[:params['pop_to']]]
-    return kept + [resolve(entry, release) for entry in params['push']]
+    return kept + [resolve(entry, release, check_mode) for entry in params['push']]
 
 
 def main():
@@ -292,6 +306,7 @@ def main():
         stack=dict(type='list', elements='dict', options=patch_spec()),
         pop_to=dict(type='int'),
         push=dict(type='list', elements='dict', options=patch_spec(), default=[]),
+        record=dict(type='path'),
     )
     argument_spec.update(transition_argument_spec())
     module = AnsibleModule(
@@ -300,7 +315,7 @@ def main():
         required_one_of=[('stack', 'pop_to')],
         supports_check_mode=True,
     )
-    Runner(module).run(lambda snapshot: desired_stack(module.params, snapshot))
+    Runner(module).run(lambda snapshot: desired_stack(module.params, snapshot, module.check_mode))
 
 
 if __name__ == '__main__':

@@ -214,3 +214,30 @@ def test_undeclared_replace_patch_is_reported(host, capsys):
     result = run(livepatch, capsys, path=host.ko('R', replace=True))
     assert result['rc'] == 1 and result['rule'] == 'unexpected_result'
     assert 'replace=true' in result['msg']
+
+
+def test_record_writes_the_stack_for_boot_restore(host, capsys, tmp_path):
+    record = str(tmp_path / 'state' / 'stack.json')
+    first = stack(host, capsys, ['a', 'b'], record=record)
+    assert first['record'] == record
+    with open(record) as handle:
+        data = json.load(handle)
+    assert data['kernel_release'] == host.model.release
+    assert [(e['name'], e['path'].endswith('b-v1.ko')) for e in data['stack']] == [('a', False), ('b', True)]
+    assert all(e['build_id'] and e['path'] for e in data['stack'])
+    # kept patches keep their recorded path after pop_to
+    result = run(livepatch_stack, capsys, pop_to=1, push=[{'path': host.ko('c')}], record=record)
+    with open(record) as handle:
+        data = json.load(handle)
+    assert [e['name'] for e in data['stack']] == ['a', 'c'] and data['stack'][0]['path'].endswith('a-v1.ko')
+    again = run(livepatch_stack, capsys, pop_to=2, push=[], record=record)
+    assert again['changed'] is False and result['changed'] is True
+
+
+def test_check_mode_plans_files_not_copied_yet(host, capsys, tmp_path):
+    stack(host, capsys, ['a'])
+    predicted = run(livepatch_stack, capsys, check=True,
+                    stack=[{'path': host.ko('a')}, {'path': str(tmp_path / 'later' / 'lab_new.ko')}])
+    assert predicted['rc'] == 0 and predicted['stack_after'] == ['a', 'lab_new']
+    real = run(livepatch_stack, capsys, stack=[{'path': host.ko('a')}, {'path': str(tmp_path / 'later' / 'lab_new.ko')}])
+    assert real['rc'] == 1 and real['rule'] == 'missing_file'
