@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import zlib
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -26,7 +27,7 @@ def _collection_path():
     except ImportError:
         pass
     # Outside the checkout, so nothing that walks the checkout meets a symlink loop.
-    base = os.path.join(os.path.expanduser('~'), '.cache', 'kernelops-livepatch', 'collections-dev-%d' % (hash(REPO) & 0xffff))
+    base = os.path.join(os.path.expanduser('~'), '.cache', 'kernelops-livepatch', 'collections-dev-%08x' % zlib.crc32(REPO.encode()))
     link = os.path.join(base, 'ansible_collections', 'kernelops', 'livepatch')
     if not os.path.lexists(link):
         os.makedirs(os.path.dirname(link), exist_ok=True)
