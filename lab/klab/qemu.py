@@ -148,7 +148,7 @@ def probe_kvm(kernel: KernelInfo, initramfs: Path) -> tuple[bool, str]:
                 return "ok"
             return "exited" if proc.poll() is not None else None
         try:
-            result = wait_until("the KVM probe kernel to reach its initramfs", verdict, timeout=60, interval=0.2)
+            result = wait_until("the KVM probe kernel to reach its initramfs", verdict, timeout=30, interval=0.2)
         except LabError:
             result = "hung"
     finally:
