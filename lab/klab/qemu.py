@@ -258,8 +258,9 @@ def _install_cleanup() -> None:
 class VM:
     """A booted lab guest; a context manager that stops it on exit."""
 
-    def __init__(self, inst: Instance, *, owned: bool) -> None:
+    def __init__(self, inst: Instance, *, owned: bool, proc: subprocess.Popen | None = None) -> None:
         self.inst = inst
+        self._proc = proc
         self.name = inst.name
         self.kernel = inst.kernel
         self.port = inst.port
@@ -305,6 +306,9 @@ class VM:
 
     def alive(self) -> bool:
         """True while the QEMU process runs."""
+        if self._proc is not None:
+            # right after the fork /proc/PID/cmdline may still be empty: ask the Popen
+            return self._proc.poll() is None
         return pid_alive(self.inst.pid)
 
     def console_tail(self, lines: int = CONSOLE_TAIL) -> str:
@@ -347,8 +351,10 @@ class VM:
         if os.path.exists(self._control):
             subprocess.run(["ssh", "-o", f"ControlPath={self._control}", "-O", "exit", "root@127.0.0.1"],
                            capture_output=True, timeout=15, check=False)
-            if os.path.exists(self._control):
+            try:
                 os.unlink(self._control)
+            except FileNotFoundError:
+                pass  # the master removed its socket itself
 
     def boot_id(self, *, master: bool = True) -> str | None:
         """The guest's current boot id, or None while it does not answer."""
@@ -383,7 +389,16 @@ class VM:
     def stop(self) -> None:
         """Kill QEMU, delete the overlay and the record (idempotent)."""
         self._close_master()
-        kill_pid(self.inst.pid)
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.terminate()
+                try:
+                    self._proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    self._proc.kill()
+                    self._proc.wait(timeout=15)
+        else:
+            kill_pid(self.inst.pid)
         overlay = Path(self.inst.overlay)
         for path in (overlay, overlay.with_suffix(".pid"), Instance.path(self.name)):
             if path.exists():
@@ -459,7 +474,7 @@ def boot_vm(kernel: KernelInfo, initramfs: Path, base_image: Path, key: Path, pa
     inst = Instance(name=name, kernel=kernel.suite, release=kernel.release, port=port, pid=proc.pid, accel=accel,
                     overlay=str(overlay), console=str(console), key=str(key))
     inst.save()
-    vm = VM(inst, owned=not detach)
+    vm = VM(inst, owned=not detach, proc=proc)
     try:
         vm.wait_for_ssh(timeout=boot_timeout(accel))
         booted = time.monotonic() - started
