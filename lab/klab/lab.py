@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import concurrent.futures
+import fcntl
+import itertools
 import os
 import time
 from pathlib import Path
@@ -20,6 +22,7 @@ from .util import KERNELS, LabError, cache_dir, is_built, log
 
 LAB_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_PATCHES = LAB_DIR / "patches"
+_BOOT_SERIAL = itertools.count(1)
 
 
 def patches_source() -> Path | None:
@@ -70,6 +73,12 @@ class Lab:
     def build(self, kernels: list[str] | tuple[str, ...] | None = None) -> Lab:
         """Fetch, extract and build everything ``kernels`` need; cached parts are reused."""
         names = self.check_names(kernels)
+        # several test sessions may share one cache: one builder at a time
+        with open(self.cache / ".build.lock", "w", encoding="utf-8") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return self._build_locked(names)
+
+    def _build_locked(self, names: list[str]) -> Lab:
         start = time.monotonic()
         self._timed("host tools", ensure_host_tools)
         key = lab_keypair()
@@ -101,13 +110,11 @@ class Lab:
 
     def boot(self, kernel: str, name: str | None = None, *, detach: bool = False) -> VM:
         """Boot a fresh guest (new overlay) of ``kernel``; returns when ssh answers and the patches are in."""
-        self.check_names([kernel])
-        if not self.is_built(kernel):
-            self.build([kernel])
+        self.build([kernel])  # idempotent and cheap when cached; takes the build lock
         info = kernel_info(kernel)
         patches = self.cache / "patches" / kernel
         key = lab_keypair()
-        name = name or f"{kernel}-{os.getpid()}"
+        name = name or f"{kernel}-{os.getpid()}-{next(_BOOT_SERIAL)}"
         return boot_vm(info, build_initramfs(info), self.cache / "guest" / "rootfs.img", key,
                        patches if patches.is_dir() else None, name=name, detach=detach)
 
