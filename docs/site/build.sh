@@ -16,9 +16,11 @@ repo=$(cd -- "$site/../.." && pwd)
 out="${1:-$repo/built-docs}"
 cd "$site"
 
-# Create collection documentation
-mkdir -p rst
-chmod og-w rst  # antsibull-docs wants that directory only readable by itself
+# Create collection documentation. The generated rst goes below the output
+# directory (git-ignored), not into the checkout.
+rst="$out/rst"
+mkdir -p "$rst"
+chmod og-w "$rst"  # antsibull-docs wants that directory only readable by itself
 antsibull-docs \
     --config-file antsibull-docs.cfg \
     collection \
@@ -26,9 +28,12 @@ antsibull-docs \
     --fail-on-error \
     --use-current \
     --squash-hierarchy \
-    --dest-dir rst \
+    --dest-dir "$rst" \
     kernelops.livepatch
 
+# Pictures of real plans, drawn by the collection's planner (the guides include them)
+python3 "$site/diagrams/plan_diagram.py" "$rst/diagrams"
+
 # Build Sphinx site
-sphinx-build -M html rst "$out" -c . -W --keep-going -q
+sphinx-build -M html "$rst" "$out" -c . -W --keep-going -q
 printf 'docs built: %s/html/index.html\n' "$out"
