@@ -139,7 +139,7 @@ def resolve_kernel_packages(apt: AptState) -> tuple[list[str], list[str], str]:
                     todo.append(dep)
         return seen, compilers
 
-    image, _ = walk("linux-image-amd64", IMAGE_PACKAGE)
+    image = walk("linux-image-amd64", IMAGE_PACKAGE)[0]
     headers, compilers = walk("linux-headers-amd64", HEADER_PACKAGE)
     if not image or not headers:
         raise LabError(f"{apt.suite}: linux-image-amd64/linux-headers-amd64 resolve to nothing (image={image}, headers={headers})")
