@@ -168,9 +168,9 @@ def draw(title, live, desired, plan, labels):
                'return it in plan:</text>' % (y, FONT))
     for number, step in enumerate(plan.steps, 1):
         y += 20
+        values = (y, FONT, number, escape(step.action), escape(step.patch), escape(step.reason))
         out.append('<text x="30" y="%d" font-size="14" %s fill="#222"><tspan font-weight="bold">%d. %s %s'
-                   '</tspan> - %s</text>' % (y, FONT, number, escape(step.action), escape(step.patch),
-                                              escape(step.reason)))
+                   '</tspan> - %s</text>' % values)
     y += 34
     legend = [(KEPT, False, 'kept (common bottom)'), (POPPED, False, 'popped or retired'), (PUSHED, False, 'pushed'),
               (OFF, True, 'off the stack, module still loaded')]
@@ -206,8 +206,8 @@ def main(argv):
         labels = dict((spec.partition('@')[0], spec.replace('@', ' ')) for spec in desired if '@' in spec)
         with open(os.path.join(directory, filename), 'w') as handle:
             handle.write(draw(title, live, names, plan, labels))
-        print('%s: %s' % (os.path.join(directory, filename), ', '.join('%s %s' % (s.action, s.patch)
-                                                                      for s in plan.steps)))
+        summary = ', '.join('%s %s' % (step.action, step.patch) for step in plan.steps)
+        print('%s: %s' % (os.path.join(directory, filename), summary))
     return 0
 
 
