@@ -56,7 +56,7 @@ OFF = ('#ffffff', '#888888')
 
 BOX_W, BOX_H, GAP = 112, 34, 6
 COL_W = 150
-MIN_WIDTH = 1100
+MIN_WIDTH = 1090
 TOP = 86
 FONT = 'font-family="DejaVu Sans, Verdana, Arial, sans-serif"'
 
@@ -134,7 +134,7 @@ def draw(title, live, desired, plan, labels):
            '<title>%s</title>' % escape(title),
            '<rect width="100%" height="100%" fill="#ffffff"/>',
            '<text x="20" y="30" font-size="18" font-weight="bold" %s fill="#222">%s</text>' % (FONT, escape(title)),
-           '<text x="20" y="54" font-size="14" %s fill="#444">live %s, desired %s: kept %d at the bottom, '
+           '<text x="20" y="54" font-size="15" %s fill="#444">live %s, desired %s: kept %d at the bottom, '
            '%d steps; each column is the stack after a step, bottom at the bottom</text>'
            % (FONT, escape(', '.join(live) or 'empty'), escape(', '.join(desired) or 'empty'), plan.kept,
               len(plan.steps))]
@@ -143,7 +143,7 @@ def draw(title, live, desired, plan, labels):
         label = 'live' if index == 0 else ('after step %d' % index)
         if index == len(columns) - 1 and index:
             label = 'after step %d: desired' % index if len(columns) > 2 else 'desired'
-        out.append('<text x="%d" y="%d" text-anchor="middle" font-size="13" %s fill="#444">%s</text>'
+        out.append('<text x="%d" y="%d" text-anchor="middle" font-size="14" %s fill="#444">%s</text>'
                    % (x + BOX_W // 2, TOP, FONT, escape(label if index else 'live (before)')))
         y = stack_bottom - BOX_H
         for name, kind in stack:
@@ -153,23 +153,22 @@ def draw(title, live, desired, plan, labels):
             out.append(_box(x, y, name + ' (off)', OFF, dashed=True))
             y -= BOX_H + GAP
         out.append('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#222" stroke-width="2"/>'
-                   % (x - 8, stack_bottom + 4, x + BOX_W + 8, stack_bottom + 4))
+                   % (x - 4, stack_bottom + 4, x + BOX_W + 4, stack_bottom + 4))
         if index:
-            ax = x - (COL_W - BOX_W) + 12
-            ay = stack_bottom - BOX_H // 2
+            # Arrow from the previous column's box to this one, with the step number above.
+            x1, x2, ay = x - COL_W + BOX_W + 3, x - 3, stack_bottom - BOX_H // 2
             out.append('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#555" stroke-width="2"/>'
                        '<polygon points="%d,%d %d,%d %d,%d" fill="#555"/>'
-                       % (ax, ay, ax + COL_W - BOX_W - 30, ay, ax + COL_W - BOX_W - 30, ay - 6,
-                          ax + COL_W - BOX_W - 20, ay, ax + COL_W - BOX_W - 30, ay + 6))
-            out.append('<text x="%d" y="%d" text-anchor="middle" font-size="13" font-weight="bold" %s '
-                       'fill="#222">%d</text>' % (ax + (COL_W - BOX_W - 20) // 2, ay - 10, FONT, index))
+                       % (x1, ay, x2 - 8, ay, x2 - 9, ay - 6, x2, ay, x2 - 9, ay + 6))
+            out.append('<text x="%d" y="%d" text-anchor="middle" font-size="14" font-weight="bold" %s '
+                       'fill="#222">%d</text>' % ((x1 + x2) // 2, ay - 10, FONT, index))
     y = stack_bottom + 36
-    out.append('<text x="20" y="%d" font-size="14" font-weight="bold" %s fill="#222">The plan, as the modules '
+    out.append('<text x="20" y="%d" font-size="16" font-weight="bold" %s fill="#222">The plan, as the modules '
                'return it in plan:</text>' % (y, FONT))
     for number, step in enumerate(plan.steps, 1):
-        y += 20
+        y += 22
         values = (y, FONT, number, escape(step.action), escape(step.patch), escape(step.reason))
-        out.append('<text x="30" y="%d" font-size="14" %s fill="#222"><tspan font-weight="bold">%d. %s %s'
+        out.append('<text x="30" y="%d" font-size="16" %s fill="#222"><tspan font-weight="bold">%d. %s %s'
                    '</tspan> - %s</text>' % values)
     y += 34
     legend = [(KEPT, False, 'kept (common bottom)'), (POPPED, False, 'popped or retired'), (PUSHED, False, 'pushed'),
