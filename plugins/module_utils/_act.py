@@ -47,13 +47,27 @@ POLL_FIRST = 0.0005
 POLL_MAX = 0.02
 
 _STRERROR = dict((os.strerror(code), errno.errorcode[code]) for code in errno.errorcode)
+# kmod's insmod prints its own words for some errors instead of strerror() (mod_strerror in
+# tools/insmod.c); seen on the lab's 6.1 guest: EINVAL from a klp_state refusal reads
+# "Invalid parameters".
+_KMOD_WORDS = {
+    'Invalid module format': 'ENOEXEC',
+    'Unknown symbol in module': 'ENOENT',
+    'Module has wrong symbol version': 'ESRCH',
+    'Invalid parameters': 'EINVAL',
+}
 
 
 def errno_from_message(message):
-    """kmod prints strerror() text ("... could not insert module X: Device or resource busy")."""
+    """The errno name behind kmod's message ("... could not insert module X: Device or resource busy")."""
+    tail = message.strip().splitlines()[-1] if message.strip() else ''
+    detail = tail.rsplit(': ', 1)[-1]
+    for words, name in _KMOD_WORDS.items():
+        if detail.startswith(words):
+            return name
     best = None
     for text, name in _STRERROR.items():
-        if text and message.rstrip().endswith(text) and (best is None or len(text) > len(best[0])):
+        if text and tail.endswith(text) and (best is None or len(text) > len(best[0])):
             best = (text, name)
     return best[1] if best else None
 

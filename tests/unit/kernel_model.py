@@ -236,7 +236,8 @@ class KernelModel(object):
         if self.vtuple >= (5, 5) and not self._compatible(states, replace):
             self.kmsg.append('livepatch: Livepatch patch (%s) is not compatible with the already installed livepatches.'
                              % kofile.name)
-            return 1, '', 'insmod: ERROR: could not insert module %s: Invalid argument\n' % path
+            # kmod prints "Invalid parameters" for EINVAL (seen on the lab's 6.1 guest)
+            return 1, '', 'insmod: ERROR: could not insert module %s: Invalid parameters\n' % path
         if int(info.get('x_pre_patch', '0')):
             self.kmsg.append("livepatch: pre-patch callback failed for object 'vmlinux'")
             return 1, '', 'insmod: ERROR: could not insert module %s: No such device\n' % path

@@ -251,6 +251,9 @@ def test_poll_until_backs_off_in_milliseconds():
 @pytest.mark.parametrize('message, name', [
     ('insmod: ERROR: could not insert module /x.ko: Device or resource busy', 'EBUSY'),
     ('insmod: ERROR: could not insert module /x.ko: Invalid argument', 'EINVAL'),
+    ('insmod: ERROR: could not insert module /x.ko: Invalid parameters', 'EINVAL'),
+    ('insmod: ERROR: could not insert module /x.ko: Unknown symbol in module, or unknown parameter (see dmesg)', 'ENOENT'),
+    ('insmod: ERROR: could not insert module /x.ko: Invalid module format', 'ENOEXEC'),
     ('insmod: ERROR: could not insert module /x.ko: File exists\n', 'EEXIST'),
     ('something else', None),
 ])
