@@ -6,11 +6,17 @@
 A Debian trixie kernel (6.12: ``replace`` and ``patched`` attributes, no ``stack_order``) with
 two live patches loaded one after the other, and one retired patch module (disabled, still
 loaded, refcnt 0). Built with the helpers of ``tests/unit/sysfs_trees.py``, the same way the
-unit tests build their trees. Usage: ``python3 make_fixture.py DIRECTORY``.
+unit tests build their trees.
+
+Usage: ``python3 make_fixture.py DIRECTORY`` for that tree, or
+``python3 make_fixture.py --recorded NAME DIRECTORY`` for the tree the lab recorded from a
+real kernel in ``tests/unit/fixtures/NAME.json``; its ``expected`` block is then written to
+``DIRECTORY.expected.json``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -38,9 +44,20 @@ def tree():
     return files
 
 
+def recorded(name, directory):
+    """Write a recorded tree and, beside it, what the recording expects livepatch_info to see."""
+    data, files = sysfs_trees.load_recorded(name)
+    sysfs_trees.write_tree(directory, files)
+    with open(directory.rstrip(os.sep) + '.expected.json', 'w') as handle:
+        json.dump(data['expected'], handle)
+
+
 def main(argv):
+    if len(argv) == 4 and argv[1] == '--recorded':
+        recorded(argv[2], argv[3])
+        return 0
     if len(argv) != 2:
-        sys.stderr.write('usage: make_fixture.py DIRECTORY\n')
+        sys.stderr.write('usage: make_fixture.py DIRECTORY | make_fixture.py --recorded NAME DIRECTORY\n')
         return 2
     sysfs_trees.write_tree(argv[1], tree())
     return 0
