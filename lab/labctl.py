@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # pylint: disable-next=wrong-import-position
 from klab import KERNELS, Lab, LabError, attach  # noqa: E402
 # pylint: disable-next=wrong-import-position
-from klab.qemu import Instance, kill_pid, pid_alive  # noqa: E402
+from klab.qemu import Instance, pid_alive, reap_dead  # noqa: E402
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -92,13 +92,14 @@ def cmd_status(_args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_clean_stale(_args: argparse.Namespace) -> int:
-    """``labctl reap``: stop every recorded VM (e.g. after a crashed test run)."""
+def cmd_reap(_args: argparse.Namespace) -> int:
+    """``labctl reap``: stop every recorded VM and forget the dead ones (e.g. after a crashed run)."""
     for inst in Instance.all():
         if pid_alive(inst.pid):
-            kill_pid(inst.pid)
-        attach(inst.name).stop()
-        print(f"{inst.name}: stopped", file=sys.stderr)
+            attach(inst.name).stop()
+            print(f"{inst.name}: stopped", file=sys.stderr)
+    for name in reap_dead():
+        print(f"{name}: was dead, record removed", file=sys.stderr)
     return 0
 
 
@@ -124,7 +125,7 @@ def parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="built kernels and recorded VMs")
     status.set_defaults(func=cmd_status)
     reap = sub.add_parser("reap", help="stop every recorded VM")
-    reap.set_defaults(func=cmd_clean_stale)
+    reap.set_defaults(func=cmd_reap)
     return top
 
 

@@ -105,12 +105,17 @@ def start_qemu(argv: list[str], log_path: Path, *, detach: bool) -> subprocess.P
 
 
 def pid_alive(pid: int) -> bool:
-    """True when ``pid`` runs and is a QEMU (not a recycled pid)."""
+    """True when ``pid`` runs and is a QEMU (not a recycled pid).
+
+    Right after the fork the cmdline may still be empty: that counts as alive, so a
+    starting VM of another process is never taken for a dead one.
+    """
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
+        state = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace").rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
         return False
-    return b"qemu-system" in cmdline and Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace").split()[2] != "Z"
+    return state != "Z" and (not cmdline or b"qemu-system" in cmdline)
 
 
 def kill_pid(pid: int, timeout: float = 15) -> None:
@@ -445,11 +450,26 @@ def load_effects() -> dict[str, tuple[str, str]]:
     return table
 
 
+def reap_dead() -> list[str]:
+    """Delete the records and overlays of VMs whose QEMU is gone (e.g. its test was SIGKILLed)."""
+    reaped = []
+    for inst in Instance.all():
+        if pid_alive(inst.pid):
+            continue
+        overlay = Path(inst.overlay)
+        for path in (overlay, overlay.with_suffix(".pid"), Instance.path(inst.name)):
+            if path.exists():
+                path.unlink()
+        reaped.append(inst.name)
+    return reaped
+
+
 def boot_vm(kernel: KernelInfo, initramfs: Path, base_image: Path, key: Path, patches: Path | None, *,
             name: str, detach: bool) -> VM:
     """Boot a guest of ``kernel`` on a fresh overlay of ``base_image``; wait for ssh; copy the patches in."""
     for path in (kernel.vmlinuz, initramfs, base_image, key):
         ensure_readable(path)
+    reap_dead()
     old = Instance.load(name)
     if old is not None:
         if pid_alive(old.pid):
