@@ -16,7 +16,7 @@ from pathlib import Path
 from .chroot import build_patches
 from .guest import build_guest_image, build_initramfs, lab_keypair
 from .hosttools import ensure_host_tools
-from .kernels import KernelInfo, fetch_kernel, kernel_info
+from .kernels import KernelInfo, extract_vmlinux, fetch_kernel, kernel_info
 from .qemu import VM, Instance, boot_vm, choose_accel
 from .util import KERNELS, LabError, cache_dir, is_built, log
 
@@ -65,6 +65,7 @@ class Lab:
     def _build_kernel(self, suite: str) -> KernelInfo:
         kernel = self._timed(f"{suite}: fetch kernel", fetch_kernel, suite)
         self._timed(f"{suite}: initramfs", build_initramfs, kernel)
+        self._timed(f"{suite}: vmlinux", extract_vmlinux, kernel)
         src = patches_source()
         if src is not None:
             self._timed(f"{suite}: chroot + patches", build_patches, kernel, src)

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from .guest import KERNEL_CMDLINE, PATCH_DIR, ensure_readable
-from .kernels import KernelInfo
+from .kernels import KernelInfo, boot_image
 from .util import LabError, c_env, cache_dir, log, run, tail, wait_until
 
 QEMU = "qemu-system-x86_64"
@@ -77,7 +77,7 @@ def qemu_argv(kernel: KernelInfo, initramfs: Path, *, accel: str, append: str, d
     argv = [QEMU, "-nodefaults", "-display", "none", "-monitor", "none",
             "-accel", accel, "-cpu", "host" if accel == "kvm" else "qemu64",
             "-m", str(memory), "-smp", str(smp),
-            "-kernel", str(kernel.vmlinuz), "-initrd", str(initramfs), "-append", append,
+            "-kernel", str(boot_image(kernel)), "-initrd", str(initramfs), "-append", append,
             "-serial", f"file:{console}", "-device", "virtio-rng-pci"]
     if drive is not None:
         argv += ["-drive", f"file={drive},if=virtio,format=qcow2,cache=unsafe"]
@@ -467,7 +467,7 @@ def reap_dead() -> list[str]:
 def boot_vm(kernel: KernelInfo, initramfs: Path, base_image: Path, key: Path, patches: Path | None, *,
             name: str, detach: bool) -> VM:
     """Boot a guest of ``kernel`` on a fresh overlay of ``base_image``; wait for ssh; copy the patches in."""
-    for path in (kernel.vmlinuz, initramfs, base_image, key):
+    for path in (boot_image(kernel), initramfs, base_image, key):
         ensure_readable(path)
     reap_dead()
     old = Instance.load(name)
