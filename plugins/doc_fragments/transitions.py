@@ -37,7 +37,7 @@ options:
     description:
       - When a step fails (a failed C(insmod), a reversed transition), bring the stack back to what it was before
         the run by popping what was pushed and pushing again what was popped.
-      - A patch popped earlier in the run can only be pushed again when its file is known: from the desired
+      - A patch popped earlier in the run can only be pushed again when its file is known, from the desired
         stack, or from the journal this collection keeps under C(/run/kernelops-livepatch) of the files it loaded
         since boot. The result says when that is not the case, and what the stack is.
     type: bool

@@ -527,7 +527,14 @@ class Executor(object):
                 else:
                     raise ActError('unknown step %s' % step.action)
             except ActError as exc:
-                record.outcome = 'reversed' if exc.detail.get('reversed') else 'failed'
+                # A stall means the write or the load happened: the kernel was changed even though
+                # the step failed ('stalled' when left running, 'reversed' when turned back).
+                if exc.detail.get('reversed'):
+                    record.outcome = 'reversed'
+                elif isinstance(exc, StallError) and exc.detail.get('stalled_patch') == step.patch:
+                    record.outcome = 'stalled'
+                else:
+                    record.outcome = 'failed'
                 record.duration = self.clock.monotonic() - start
                 record.detail.update(exc.detail)
                 record.detail['error'] = exc.message

@@ -72,7 +72,8 @@ def resolve(entry, release, check_mode=False):
     if not os.path.exists(path) and check_mode:
         # In check mode the role has not copied the file yet: plan with the name alone and
         # count it as a new build (a real run reads the file and compares builds).
-        return Wanted((entry.get('name') or module_name_from_path(path)).replace('-', '_'), path, build_id='not-on-host-yet', replace=entry.get('replace', False),
+        name = (entry.get('name') or module_name_from_path(path)).replace('-', '_')
+        return Wanted(name, path, build_id='not-on-host-yet', replace=entry.get('replace', False),
                       requires=entry.get('requires') or ())
     if not os.path.exists(path):
         raise BadInput('patch file %s does not exist on the host' % path, [entry.get('name') or path], 'missing_file')
@@ -149,6 +150,8 @@ class Runner(object):
                                  % (snapshot.transition.patch, snapshot.transition.direction))
             self._record()
             self.module.exit_json(**self.result)
+        # From here on, "changed" is what was done, not what was planned.
+        self.result['changed'] = False
         if os.geteuid() != 0:
             self.fail('changing the livepatch stack needs root (become: true); the plan is in "plan"', rule='not_root')
         if snapshot.transition is not None and not self.params['wait']:

@@ -18,7 +18,7 @@ description:
   - A replace (cumulative) patch retires every patch below it when it lands; pushing one makes it the whole stack.
   - To converge a whole stack in one call, use M(kernelops.livepatch.livepatch_stack).
 author:
-  - kernelops.livepatch contributors
+  - kernelops livepatch maintainers (@kernelops)
 extends_documentation_fragment:
   - kernelops.livepatch.transitions
 options:
@@ -63,9 +63,12 @@ attributes:
     description: The stack before and after, one patch per line, bottom first.
   idempotent:
     support: full
+    description: When the patch is already live (same build) or already off the stack, nothing is done.
 seealso:
   - module: kernelops.livepatch.livepatch_stack
   - module: kernelops.livepatch.livepatch_info
+  - ref: ansible_collections.kernelops.livepatch.docsite.workflows
+    description: Inspect, push, pop to N, a bug in the bottom patch, replace patches, stuck transitions.
 """
 
 EXAMPLES = r"""
@@ -86,6 +89,23 @@ EXAMPLES = r"""
     name: lp_cve_2026_0001
     state: absent
     pop_above: true
+  become: true
+
+- name: Push a cumulative patch that replaces the whole stack; give up after 30 s, reversing the transition
+  kernelops.livepatch.livepatch:
+    path: /var/lib/kernelops-livepatch/{{ ansible_facts.kernel }}/lp_cumulative_8.ko
+    replace: true
+    timeout: 30
+    on_stall: reverse
+    rollback: true
+    unload_retired: true
+  become: true
+
+- name: Push only if no transition is running and no other run holds the host lock for 10 s
+  kernelops.livepatch.livepatch:
+    path: /var/lib/kernelops-livepatch/{{ ansible_facts.kernel }}/lp_cve_2026_0004.ko
+    wait: false
+    lock_timeout: 10
   become: true
 """
 
@@ -159,6 +179,13 @@ rollback:
   returned: when a step failed
   type: dict
   sample: {"attempted": true, "succeeded": true, "steps": 1}
+error_detail:
+  description:
+    - What the kernel said or showed when a step failed (see
+      RV(kernelops.livepatch.livepatch_stack#module:error_detail)).
+  returned: when a step failed
+  type: dict
+  sample: {"errno": "ENODEV", "rc": 1, "stderr": "insmod: ERROR: could not insert module /lp.ko: No such device"}
 rule:
   description: The rule the request would break, when the module refused it (for example V(not_on_top)).
   returned: when the module refused the request

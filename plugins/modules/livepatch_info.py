@@ -12,14 +12,14 @@ short_description: Read the kernel's livepatch stack, transitions and leftovers
 version_added: 0.1.0
 description:
   - Reads C(/sys/kernel/livepatch), C(/sys/module) and C(/proc) directly and returns the livepatch state of the host
-    exactly: the stack of patches from bottom to top, the transition in progress with the tasks blocking it, livepatch
+    exactly; the stack of patches from bottom to top, the transition in progress with the tasks blocking it, livepatch
     modules that are loaded but no longer on the stack, the kernel taint, and what this kernel's livepatch interface
     can do.
   - Runs no external command and needs nothing but Python 3.9 or later on the host.
   - Before Linux 6.14 the kernel does not say in which order its patches were enabled; the order is then inferred from
     C(/proc/modules), which lists modules newest first, and RV(order_source) says so.
 author:
-  - kernelops.livepatch contributors
+  - kernelops livepatch maintainers (@kernelops)
 options:
   root:
     description:
@@ -37,12 +37,15 @@ attributes:
     description: The module only reads; check mode returns the same result.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to show.
   idempotent:
     support: full
     description: The module never changes anything.
 seealso:
   - module: kernelops.livepatch.livepatch_stack
   - module: kernelops.livepatch.livepatch
+  - ref: ansible_collections.kernelops.livepatch.docsite.stack_discipline
+    description: What each kernel era shows in sysfs, and how the order of the stack is found.
   - name: Livepatch in the kernel's documentation
     description: The kernel's own description of patches, transitions and atomic replace.
     link: https://docs.kernel.org/livepatch/livepatch.html

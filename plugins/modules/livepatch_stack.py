@@ -24,11 +24,11 @@ description:
   - A replace (cumulative) patch retires every patch below it when it lands, so it may only stand at the bottom of the
     desired stack; pushed over a live stack it replaces it atomically, with no pops, and the retired modules are then
     unloaded.
-  - Every C(.ko) is checked before anything changes, in Python on the host: it must exist, be a livepatch module, be
+  - Every C(.ko) is checked before anything changes, in Python on the host; it must exist, be a livepatch module, be
     built for the running kernel and carry the module name given.
   - Check mode returns the exact plan. Diff mode shows the stack before and after.
 author:
-  - kernelops.livepatch contributors
+  - kernelops livepatch maintainers (@kernelops)
 extends_documentation_fragment:
   - kernelops.livepatch.transitions
 options:
@@ -77,8 +77,9 @@ options:
   record:
     description:
       - After a successful run, write the resulting stack (name, path, build ID, replace) as JSON to this file, so
-        that it can be applied again after a reboot; the role C(kernelops.livepatch.livepatch_stack) points its boot unit
-        at it.
+        that it can be applied again after a reboot; the role
+        R(kernelops.livepatch.livepatch_stack,ansible_collections.kernelops.livepatch.livepatch_stack_role) points its
+        boot unit at it.
       - Written atomically (temporary file, fsync, rename), and only when its content changes.
       - In check mode, a file given in O(stack) or O(push) that does not exist on the host yet is planned by name, as a
         new build, instead of being refused; the role copies patch files in the same run.
@@ -96,7 +97,10 @@ attributes:
 seealso:
   - module: kernelops.livepatch.livepatch_info
   - module: kernelops.livepatch.livepatch
-  - role: kernelops.livepatch.livepatch_stack
+  - ref: ansible_collections.kernelops.livepatch.docsite.stack_discipline
+    description: Why patches form a stack, what each kernel era allows, and a picture of a pop-to-N/push plan.
+  - ref: ansible_collections.kernelops.livepatch.docsite.workflows
+    description: Inspect, push, pop to N, a bug in the bottom patch, replace patches, stuck transitions.
 """
 
 EXAMPLES = r"""
@@ -114,6 +118,7 @@ EXAMPLES = r"""
     pop_to: 1
     push:
       - path: /var/lib/kernelops-livepatch/{{ ansible_facts.kernel }}/lp_cve_2026_0002_v2.ko
+        name: lp_cve_2026_0002_v2
       - path: /var/lib/kernelops-livepatch/{{ ansible_facts.kernel }}/lp_cve_2026_0003.ko
   become: true
 
@@ -132,6 +137,17 @@ EXAMPLES = r"""
   check_mode: true
   diff: true
   register: livepatch_plan
+
+- name: Converge and record the stack for the boot-time restore; on a stall leave the transition running
+  kernelops.livepatch.livepatch_stack:
+    stack:
+      - path: /var/lib/kernelops-livepatch/{{ ansible_facts.kernel }}/lp_cve_2026_0001.ko
+    record: /var/lib/kernelops-livepatch/{{ ansible_facts.kernel }}/stack.json
+    on_stall: fail
+    rollback: false
+    unload_retired: false
+    lock_timeout: 120
+  become: true
 """
 
 RETURN = r"""
@@ -159,11 +175,13 @@ plan:
       type: str
       sample: push
     path:
-      description: The file loaded, for V(load) steps.
+      description: The file loaded.
+      returned: for V(load) steps
       type: str
       sample: /var/lib/kernelops-livepatch/6.1.0-50-amd64/lp_cve_2026_0002.ko
     retires:
-      description: For a replace patch pushed over a live stack, the patches it retires.
+      description: The patches a replace patch retires when it lands.
+      returned: for a replace patch pushed over a live stack
       type: list
       elements: str
       sample: [lp_cve_2026_0001]
@@ -209,7 +227,9 @@ steps:
       type: str
       sample: apply
     outcome:
-      description: V(ok), V(failed), or V(reversed) when a stalled transition was reversed.
+      description:
+        - V(ok); V(failed) when the kernel refused the step; V(stalled) when its transition was still running after
+          O(timeout) and left running (O(on_stall=fail)); V(reversed) when a stalled transition was reversed.
       type: str
       sample: ok
     duration_ms:
@@ -218,16 +238,19 @@ steps:
       sample: 3.27
     kernel_messages:
       description: Kernel log lines written while a patch was loaded.
+      returned: for V(load) steps that logged something
       type: list
       elements: str
       sample: ["livepatch: enabling patch 'lp_cve_2026_0003'"]
     blockers:
-      description: For a stalled transition, the tasks that blocked it, with their kernel stacks.
+      description: The tasks that blocked the transition, with their kernel stacks.
+      returned: for a stalled step
       type: list
       elements: dict
       sample: [{"pid": 812, "tid": 812, "comm": "lab_busy", "stack": ["[<0>] lab_busy_sleep+0x2a/0x60 [lab_busy]"]}]
     error:
-      description: What went wrong, for a failed step.
+      description: What went wrong.
+      returned: for a step that did not succeed
       type: str
       sample: "loading patch lp_state_v1 failed: Invalid argument"
 stack:
@@ -264,6 +287,63 @@ record:
   returned: when O(record) is set and the run succeeded
   type: str
   sample: /var/lib/kernelops-livepatch/6.1.0-50-amd64/stack.json
+error_detail:
+  description: What the kernel said or showed when a step failed.
+  returned: when a step failed
+  type: dict
+  contains:
+    errno:
+      description: The error name of a failed write, C(insmod) or C(rmmod).
+      returned: when the kernel refused a step
+      type: str
+      sample: EINVAL
+    stderr:
+      description: What C(insmod) or C(rmmod) printed.
+      returned: when a command failed
+      type: str
+      sample: "insmod: ERROR: could not insert module /var/lib/lp_state_v1.ko: Invalid parameters"
+    rc:
+      description: The exit status of the failed command.
+      returned: when a command failed
+      type: int
+      sample: 1
+    kernel_messages:
+      description: Kernel log lines written during the failed load.
+      returned: when a load failed
+      type: list
+      elements: str
+      sample: ["livepatch: Livepatch patch (lp_state_v1) is not compatible with the already installed livepatches."]
+    stalled_patch:
+      description: The patch whose transition stalled.
+      returned: when a transition stalled
+      type: str
+      sample: lp_cve_2026_0003
+    direction:
+      description: V(patching) or V(unpatching).
+      returned: when a transition stalled
+      type: str
+      sample: patching
+    waited_s:
+      description: Seconds waited before the transition counted as stalled.
+      returned: when a transition stalled
+      type: float
+      sample: 60.0
+    blockers:
+      description: The tasks that blocked the transition (pid, tid, comm, kernel stack).
+      returned: when a transition stalled
+      type: list
+      elements: dict
+      sample: [{"pid": 812, "tid": 812, "comm": "nfsd", "stack": ["[<0>] svc_recv+0x5b/0x120 [sunrpc]"]}]
+    reversed:
+      description: Whether the stalled transition was reversed (O(on_stall=reverse)).
+      returned: when a transition stalled and O(on_stall=reverse)
+      type: bool
+      sample: true
+    reverse_s:
+      description: Seconds the reverse transition took.
+      returned: when a transition stalled and O(on_stall=reverse)
+      type: float
+      sample: 1.05
 rule:
   description: The rule the request would break, when the module refused it (for example V(replace_not_at_bottom),
     V(duplicate_name), V(release_mismatch), V(not_livepatch), V(transition_running)).

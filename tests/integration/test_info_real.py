@@ -31,8 +31,7 @@ EXPECT = {
 @pytest.fixture
 def vm(lab_vm):
     reset(lab_vm)
-    yield lab_vm
-    reset(lab_vm)
+    return lab_vm
 
 
 def insmod(vm, name):

@@ -37,8 +37,7 @@ from ansible_collections.kernelops.livepatch.plugins.module_utils._plan import W
 @pytest.fixture
 def vm(lab_vm):
     reset(lab_vm)
-    yield lab_vm
-    reset(lab_vm)
+    return lab_vm
 
 
 def stack(vm, names, **extra):
@@ -191,11 +190,14 @@ def test_bad_modules_are_refused_with_nothing_changed(lab, vm):
 
 
 def test_two_runs_are_serialised_by_the_host_lock(vm):
-    sh(vm, 'setsid -f flock /run/kernelops-livepatch.lock sleep 8 </dev/null >/dev/null 2>&1; sleep 0.3')
+    # Another run holds the lock until this test lets it go.
+    sh(vm, 'setsid -f flock /run/kernelops-livepatch.lock sleep 600 </dev/null >/dev/null 2>&1; sleep 0.3')
     assert vm.ssh('flock -n /run/kernelops-livepatch.lock true', check=False).returncode != 0, 'lock not held'
     blocked, _wall = run_module(vm, 'livepatch_stack', stack(vm, ['lab_a'], lock_timeout=1))
-    assert blocked.get('failed') and 'another livepatch run holds' in blocked['msg']
+    assert blocked.get('failed') and 'another livepatch run holds' in blocked['msg'], blocked
+    assert blocked['changed'] is False
     assert live_patches(vm) == []
+    sh(vm, "pkill -f 'flock /run/kernelops-livepatch.lock sleep 600'; true")
     results = {}
 
     def converge_in_thread(key, names):

@@ -85,8 +85,8 @@ def run(model, wanted):
 @given(version=st.sampled_from(ERAS), current=stack_strategy(), desired=stack_strategy(),
        retired=st.lists(st.tuples(st.sampled_from(['d', 'e']), st.sampled_from(BUILDS)), max_size=1),
        replace_bottom=st.booleans(), replace_build=st.sampled_from(BUILDS))
-def test_plan_reaches_desired_stack_on_every_era(kofiles, version, current, desired, retired, replace_bottom,
-                                                  replace_build):
+def test_plan_reaches_desired_stack_on_every_era(
+        kofiles, version, current, desired, retired, replace_bottom, replace_build):
     root = tempfile.mkdtemp(prefix='model-')
     try:
         model = KernelModel(root, version)

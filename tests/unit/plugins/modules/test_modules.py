@@ -28,8 +28,8 @@ class Host(object):
         self.dir = tmp_path / 'files'
         self.dir.mkdir()
         monkeypatch.setattr(_common, 'HostKernel', lambda module: self.model)
-        monkeypatch.setattr(_common, 'HostLock', lambda timeout: HostLock(str(tmp_path / 'lock'), timeout,
-                                                                            self.model.clock))
+        lock = str(tmp_path / 'lock')
+        monkeypatch.setattr(_common, 'HostLock', lambda timeout: HostLock(lock, timeout, self.model.clock))
         monkeypatch.setattr(_common, 'Journal', lambda: Journal(str(tmp_path / 'run')))
         monkeypatch.setattr(_common.os, 'geteuid', lambda: 0 if root else 1000)
 
@@ -241,3 +241,20 @@ def test_check_mode_plans_files_not_copied_yet(host, capsys, tmp_path):
     assert predicted['rc'] == 0 and predicted['stack_after'] == ['a', 'lab_new']
     real = run(livepatch_stack, capsys, stack=[{'path': host.ko('a')}, {'path': str(tmp_path / 'later' / 'lab_new.ko')}])
     assert real['rc'] == 1 and real['rule'] == 'missing_file'
+
+
+def test_stall_left_running_reports_changed(host, capsys):
+    host.model.blocked = True
+    result = run(livepatch_stack, capsys, stack=[{'path': host.ko('lab_block', block=True)}], timeout=1.0,
+                 on_stall='fail')
+    assert result['rc'] == 1 and result['changed'] is True
+    assert result['steps'][0]['outcome'] == 'stalled'
+    assert 'left running' in result['msg']
+    assert host.model.transition_patch() == 'lab_block'
+
+
+def test_refusal_before_acting_reports_unchanged(host, capsys):
+    host.model.blocked = True
+    host.model.insmod(host.ko('lab_block', block=True))
+    result = stack(host, capsys, ['lab_block', 'a'], wait=False)
+    assert result['rc'] == 1 and result['changed'] is False
