@@ -21,6 +21,7 @@ import os
 import shutil
 import struct
 
+from ansible_collections.kernelops.livepatch.plugins.module_utils._act import HostKernel
 from ansible_collections.kernelops.livepatch.plugins.module_utils._kofile import read_kofile
 from ansible_collections.kernelops.livepatch.plugins.module_utils._observe import (
     ERA_FREE, ERA_IMMEDIATE, ERA_STACKED, observe,
@@ -66,17 +67,20 @@ class ModelModule(object):
         self.forced = False
 
 
-class KernelModel(object):
-    """One simulated kernel. ``version``: '4.9', '4.19', '6.1', '6.12' or '7.2'."""
+class KernelModel(HostKernel):
+    """One simulated kernel. ``version``: '4.9', '4.19', '6.1', '6.12' or '7.2'.
+
+    It is a :class:`HostKernel` whose files are the rendered tree, whose insmod/rmmod/writes go
+    to the model, and whose every read first lets simulated time pass.
+    """
 
     def __init__(self, root, version='6.12', duration=0.0015, free_lag=0.0005):
-        self.root = root
+        super(KernelModel, self).__init__(None, root, ModelClock())
         self.version = version
         self.release = RELEASES[version]
         major, minor = (int(part) for part in version.split('.'))
         self.vtuple = (major, minor)
         self.era = ERA_FREE if self.vtuple >= (5, 1) else (ERA_STACKED if self.vtuple >= (4, 12) else ERA_IMMEDIATE)
-        self.clock = ModelClock()
         self.duration = duration
         self.free_lag = free_lag
         self.blocked = False
@@ -285,20 +289,13 @@ class KernelModel(object):
         self.tick()
         return observe(self.root, blocker_stacks=blocker_stacks)
 
-    def path(self, *parts):
-        return os.path.join(self.root, *parts)
-
     def read(self, *parts):
         self.tick()
-        try:
-            with open(self.path(*parts)) as handle:
-                return handle.read().strip()
-        except (IOError, OSError):
-            return None
+        return super(KernelModel, self).read(*parts)
 
     def exists(self, *parts):
         self.tick()
-        return os.path.exists(self.path(*parts))
+        return super(KernelModel, self).exists(*parts)
 
     def write(self, value, *parts):
         if len(parts) == 3 and parts[0] == 'sys/kernel/livepatch':
@@ -314,7 +311,7 @@ class KernelModel(object):
 
     def transition_patch(self):
         self.tick()
-        return self.transition[0] if self.transition is not None else None
+        return super(KernelModel, self).transition_patch()
 
     def kmsg_cursor(self):
         return _ModelCursor(self)
