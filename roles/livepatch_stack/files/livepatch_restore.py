@@ -151,7 +151,7 @@ def restore(record, timeout):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--dir', default='/var/lib/kernelops-livepatch', help='the role\'s livepatch_stack_dir')
     parser.add_argument('--timeout', type=float, default=60.0, help='seconds each patch may take')
     parser.add_argument('--cmdline', default='/proc/cmdline', help='where to read the kernel command line')
