@@ -66,12 +66,28 @@ def run_module(vm, module, args=None, check=False, diff=False, timeout=600):
             argv.append('--check')
         if diff:
             argv.append('--diff')
+        vm.check_not_crashed()
         start = time.monotonic()
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            while True:
+                try:
+                    stdout, stderr = proc.communicate(timeout=1.0)
+                    break
+                except subprocess.TimeoutExpired:
+                    # A crashed guest hangs (panic=0): fail now, with the kernel's own words.
+                    if vm.panic_message() or time.monotonic() - start > timeout:
+                        proc.kill()
+                        proc.communicate()
+                        vm.check_not_crashed()
+                        raise AssertionError('ansible %s did not finish within %d s' % (module, timeout))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
         wall = time.monotonic() - start
         result_file = os.path.join(tree, 'lab')
         if not os.path.exists(result_file):
-            raise AssertionError('ansible produced no result (rc %d):\n%s\n%s' % (proc.returncode, proc.stdout, proc.stderr))
+            raise AssertionError('ansible produced no result (rc %d):\n%s\n%s' % (proc.returncode, stdout, stderr))
         with open(result_file) as handle:
             result = json.load(handle)
         # The tree callback keeps the module's keys but not Ansible's own verdict: take it from
@@ -116,6 +132,7 @@ def reset(vm):
     wait for transitions, disable top-down, rmmod, unblock the busy target."""
     script = r'''
 set -u
+pkill -f 'flock /run/kernelops-livepatch.loc[k]' || true
 echo 0 > /sys/module/lab_busy/parameters/block 2>/dev/null || true
 idle() { ! grep -qs 1 /sys/kernel/livepatch/*/transition; }
 i=0; until idle; do i=$((i+1)); [ $i -lt 3000 ] || exit 3; sleep 0.01; done

@@ -197,7 +197,7 @@ def test_two_runs_are_serialised_by_the_host_lock(vm):
     assert blocked.get('failed') and 'another livepatch run holds' in blocked['msg'], blocked
     assert blocked['changed'] is False
     assert live_patches(vm) == []
-    sh(vm, "pkill -f 'flock /run/kernelops-livepatch.lock sleep 600'; true")
+    sh(vm, "pkill -f 'flock /run/kernelops-livepatch.loc[k] sleep 600'; true")
     results = {}
 
     def converge_in_thread(key, names):
