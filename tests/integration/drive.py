@@ -132,7 +132,7 @@ def reset(vm):
     wait for transitions, disable top-down, rmmod, unblock the busy target."""
     script = r'''
 set -u
-pkill -f 'flock /run/kernelops-livepatch.loc[k]' || true
+pkill -f 'flock -o /run/kernelops-livepatch.loc[k]' || true
 echo 0 > /sys/module/lab_busy/parameters/block 2>/dev/null || true
 idle() { ! grep -qs 1 /sys/kernel/livepatch/*/transition; }
 i=0; until idle; do i=$((i+1)); [ $i -lt 3000 ] || exit 3; sleep 0.01; done

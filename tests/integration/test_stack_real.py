@@ -191,13 +191,13 @@ def test_bad_modules_are_refused_with_nothing_changed(lab, vm):
 
 def test_two_runs_are_serialised_by_the_host_lock(vm):
     # Another run holds the lock until this test lets it go.
-    sh(vm, 'setsid -f flock /run/kernelops-livepatch.lock sleep 600 </dev/null >/dev/null 2>&1; sleep 0.3')
+    sh(vm, 'setsid -f flock -o /run/kernelops-livepatch.lock sleep 600 </dev/null >/dev/null 2>&1; sleep 0.3')
     assert vm.ssh('flock -n /run/kernelops-livepatch.lock true', check=False).returncode != 0, 'lock not held'
     blocked, _wall = run_module(vm, 'livepatch_stack', stack(vm, ['lab_a'], lock_timeout=1))
     assert blocked.get('failed') and 'another livepatch run holds' in blocked['msg'], blocked
     assert blocked['changed'] is False
     assert live_patches(vm) == []
-    sh(vm, "pkill -f 'flock /run/kernelops-livepatch.loc[k] sleep 600'; true")
+    sh(vm, "pkill -f 'flock -o /run/kernelops-livepatch.loc[k]'; true")
     results = {}
 
     def converge_in_thread(key, names):
