@@ -516,6 +516,11 @@ class Executor(object):
                     self.disable(step)
                 elif step.action == 'enable':
                     self.enable(step)
+                elif step.action == 'unload' and step.patch in self.forced:
+                    # Its unpatching was forced: the kernel keeps its module reference for good (§5.4).
+                    record.outcome = 'skipped'
+                    record.detail['error'] = 'forced: its module can never be unloaded until reboot'
+                    continue
                 elif step.action == 'unload':
                     self.unload(step)
                 elif step.action == 'load':

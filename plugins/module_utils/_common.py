@@ -145,6 +145,11 @@ class Runner(object):
         plan, wanted = self._plan(snapshot, decide)
         self.result.update(self._plan_result(snapshot, plan, wanted))
         if self.module.check_mode or not plan.changes:
+            # What is loaded now matters even when nothing will change (a forced module from an
+            # earlier run still needs a reboot).
+            self.result.update({'stack': _stack_dicts(snapshot),
+                                'leftovers': [leftover.as_dict() for leftover in snapshot.leftovers],
+                                'reboot_required': snapshot.reboot_required})
             if snapshot.transition is not None and plan.changes:
                 self.module.warn('patch %s is in transition (%s); the plan assumes it completes'
                                  % (snapshot.transition.patch, snapshot.transition.direction))

@@ -151,21 +151,21 @@ steps:
   elements: dict
   sample: [{"action": "load", "patch": "lp_cve_2026_0003", "phase": "apply", "outcome": "ok", "duration_ms": 2.4}]
 stack:
-  description: The patches on the kernel's list after the run, bottom first.
-  returned: when the stack was changed or a step failed
+  description: The patches on the kernel's list after the run (before it, in check mode or when nothing was to be done), bottom first.
+  returned: when a plan could be made
   type: list
   elements: dict
   sample: [{"name": "lp_cve_2026_0003", "enabled": true, "transition": false, "replace": false, "stack_order": 3,
             "objects": [], "refcnt": 1, "taint": "OEK", "build_id": "3f1c0b9e", "srcversion": null}]
 leftovers:
   description: Livepatch modules still loaded but off the stack after the run.
-  returned: when the stack was changed or a step failed
+  returned: when a plan could be made
   type: list
   elements: dict
   sample: []
 reboot_required:
   description: Whether a forced module is loaded, which only a reboot removes.
-  returned: when the stack was changed or a step failed
+  returned: when a plan could be made
   type: bool
   sample: false
 forced:

@@ -254,21 +254,23 @@ steps:
       type: str
       sample: "loading patch lp_state_v1 failed: Invalid argument"
 stack:
-  description: The patches on the kernel's list after the run, bottom first, as RV(kernelops.livepatch.livepatch_info#module:stack) returns them.
-  returned: when the stack was changed or a step failed
+  description:
+    - The patches on the kernel's list after the run (before it, in check mode or when nothing was to be done), bottom
+      first, as RV(kernelops.livepatch.livepatch_info#module:stack) returns them.
+  returned: when a plan could be made
   type: list
   elements: dict
   sample: [{"name": "lp_cve_2026_0001", "enabled": true, "transition": false, "replace": false, "stack_order": 1,
             "objects": [], "refcnt": 1, "taint": "OEK", "build_id": "3f1c0b9e", "srcversion": null}]
 leftovers:
   description: Livepatch modules still loaded but off the stack after the run (see RV(kernelops.livepatch.livepatch_info#module:leftovers)).
-  returned: when the stack was changed or a step failed
+  returned: when a plan could be made
   type: list
   elements: dict
   sample: []
 reboot_required:
   description: Whether a forced module is loaded, which only a reboot removes.
-  returned: when the stack was changed or a step failed
+  returned: when a plan could be made
   type: bool
   sample: false
 forced:

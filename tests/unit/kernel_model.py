@@ -213,8 +213,23 @@ class KernelModel(HostKernel):
         if self.transition is None or self.transition[0] != name:
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
         patch = self._patch(name)
-        patch.forced = True
-        self.transition = (name, self.transition[1], self.clock.now + 0.001)
+        target = self.transition[1]
+        # Which patches can never be unloaded afterwards (§5.4): before 5.18 every patch on the
+        # list; since 5.18 the patch being unpatched, or the patches a replace patch replaces.
+        if self.vtuple < (5, 18):
+            marked = list(self.klp)
+        elif not target:
+            marked = [patch]
+        elif patch.replace:
+            marked = [p for p in self.klp if p is not patch]
+        else:
+            marked = []
+        for other in marked:
+            other.forced = True
+            module = self._module(other.name)
+            if module is not None:
+                module.forced = True
+        self.transition = (name, target, self.clock.now + 0.001)
         self.render()
 
     def insmod(self, path):

@@ -258,3 +258,26 @@ def test_refusal_before_acting_reports_unchanged(host, capsys):
     host.model.insmod(host.ko('lab_block', block=True))
     result = stack(host, capsys, ['lab_block', 'a'], wait=False)
     assert result['rc'] == 1 and result['changed'] is False
+
+
+def test_nothing_to_do_still_reports_a_forced_leftover(host, capsys):
+    run(livepatch_stack, capsys, stack=[{'path': host.ko('lab_block', block=True)}])
+    host.model.blocked = True
+    popped = run(livepatch_stack, capsys, stack=[], timeout=1.0, on_stall='force')
+    assert popped['rc'] == 0 and popped['reboot_required'] is True and popped['forced'] == ['lab_block']
+    assert [(s['action'], s['outcome']) for s in popped['steps']] == [('disable', 'ok'), ('unload', 'skipped')]
+    again = run(livepatch_stack, capsys, stack=[])
+    assert again['changed'] is False and again['reboot_required'] is True
+    assert [(x['name'], x['state']) for x in again['leftovers']] == [('lab_block', 'forced')]
+
+
+def test_forced_patching_of_a_plain_patch_does_not_pin_it_since_5_18(host, capsys):
+    host.model.blocked = True
+    pushed = run(livepatch_stack, capsys, stack=[{'path': host.ko('lab_block', block=True)}], timeout=1.0,
+                 on_stall='force')
+    # livepatch.rst: after any force "reboot should be planned"; but the module itself stays removable
+    assert pushed['rc'] == 0 and pushed['reboot_required'] is True
+    host.model.blocked = False
+    assert pushed['forced'] == ['lab_block']
+    popped = run(livepatch_stack, capsys, stack=[])
+    assert popped['rc'] == 0 and popped['leftovers'] == [] and host.model.live_names() == []
