@@ -315,6 +315,11 @@ class StepRecord(object):
         self.duration = 0.0
         self.detail = {}
 
+    @property
+    def changed_kernel(self):
+        """Whether the step got as far as changing the kernel (a refused step did not)."""
+        return self.outcome != 'failed'
+
     def as_dict(self):
         result = self.step.as_dict()
         result.update({'phase': self.phase, 'outcome': self.outcome,
@@ -347,9 +352,12 @@ class Executor(object):
             self._stalled(self.kernel.transition_patch(), waited, own=False)
         return waited
 
+    def _transition_over(self, name):
+        return self.kernel.read(LIVEPATCH_DIR, name, 'transition') != '1'
+
     def _wait_transition_end(self, name):
         def ended():
-            return self.kernel.read(LIVEPATCH_DIR, name, 'transition') != '1'
+            return self._transition_over(name)
         done, waited = poll_until(ended, self.timeout / 2.0 if self.caps.signal else self.timeout, self.clock)
         if not done and self.caps.signal:
             # 4.15-5.0: the kernel does not signal blocking tasks by itself; write `signal`
@@ -378,7 +386,7 @@ class Executor(object):
             self.forced.append(name)
             self.warn('transition of %s was forced after %.1f s: plan a reboot; its module can never be '
                       'unloaded and no more patches should be applied (livepatch.rst)' % (name, waited))
-            done, _more = poll_until(lambda: self.kernel.read(LIVEPATCH_DIR, name, 'transition') != '1',
+            done, _more = poll_until(lambda: self._transition_over(name),
                                      max(self.timeout, 5.0), self.clock)
             if not done:
                 raise StallError('patch %s did not finish its transition even after force' % name, detail)
@@ -388,7 +396,7 @@ class Executor(object):
             # Writing the opposite value to the patch in transition reverses it (§2.3).
             self.kernel.write(target, LIVEPATCH_DIR, name, 'enabled')
             reversed_done, more = poll_until(
-                lambda: self.kernel.read(LIVEPATCH_DIR, name, 'transition') != '1', self.timeout, self.clock)
+                lambda: self._transition_over(name), self.timeout, self.clock)
             detail['reversed'] = bool(reversed_done)
             detail['reverse_s'] = round(more, 3)
             if not reversed_done:
@@ -590,7 +598,7 @@ def converge(kernel, wanted, plan, executor, original, rollback=True, journal_en
         executor.run(plan.steps, wanted_by_name)
     except ActError as exc:
         outcome.update({'failed': True, 'error': exc.message, 'error_detail': exc.detail})
-        changed_something = any(record.outcome != 'failed' for record in executor.records)
+        changed_something = any(record.changed_kernel for record in executor.records)
         settled = not isinstance(exc, StallError) or exc.detail.get('reversed')
         if not changed_something:
             outcome['rollback'] = {'attempted': False, 'reason': 'nothing had been changed'}

@@ -252,8 +252,7 @@ class Runner(object):
             'stack': _stack_dicts(final),
             'leftovers': [leftover.as_dict() for leftover in final.leftovers],
             'reboot_required': final.reboot_required or bool(executor.forced),
-            'changed': bool(executor.records) and any(r.outcome != 'failed' or r.phase == 'rollback'
-                                                      for r in executor.records),
+            'changed': any(r.changed_kernel or r.phase == 'rollback' for r in executor.records),
         })
         if executor.forced:
             self.result['forced'] = list(executor.forced)

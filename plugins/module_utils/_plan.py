@@ -276,8 +276,9 @@ def _plan_registered(snapshot, wanted, can_unload):
     elif remaining:
         notes.append('kernels before 4.12 cannot unload patch modules: %s stay loaded and disabled'
                      % ', '.join(p.name for p in remaining))
+    listed_names = set(p.name for p in listed)
     for patch in pushes:
-        if patch.name in set(p.name for p in listed) and not can_unload:
+        if patch.name in listed_names and not can_unload:
             raise Refusal('no_unload', 'patch %s is registered already and cannot be unloaded before 4.12'
                           % patch.name, [patch.name])
         steps.append(_load_step(patch))
