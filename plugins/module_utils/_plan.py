@@ -8,102 +8,115 @@
 PRIVATE: this module_util may change at any time.
 
 Pure: no files, no Ansible. Input is a :class:`Snapshot` (observe layer), the desired stack
-bottom to top, and the policy. The rules come from ``livepatch-kernel.md`` §2-§5 and §8:
+bottom to top, and the policy. The rules are those of docs/developer.md §2-§5 and §8:
 
 * LIFO: keep the longest common prefix of the live and the desired stack (same name *and* same
-  build), pop the divergent suffix topmost first, then push the rest bottom first (§8 rule 5).
+  build), pop the divergent suffix topmost first, then push the rest bottom first (§8).
   The kernel stopped enforcing this in 5.1; patches may still depend on the ones below them.
-* One transition at a time (§8 rule 2) is the act layer's job: it waits before every step.
-* 5.1+: a disabled patch is freed and cannot come back; pushing it again means rmmod, then
+* One transition at a time (§8) is the executor's job: it waits before every step.
+* 5.1+: a disabled patch is freed and cannot come back; pushing it again means unload, then
   load (§2.1). 4.12-5.0: a disabled patch stays listed and may be enabled again, and only the
   first disabled patch can be enabled, so disabled patches above the kept prefix must be
   re-enabled in order or unloaded before anything new is loaded (§2.2, §3.1). 4.0-4.11: patch
   modules can never be unloaded, so popping only disables (§2.2).
 * A replace patch retires every patch below it when its transition completes (§3.4): it may
   only stand at the bottom of a desired stack, and pushing it over a live stack needs no pops.
+* Patches this collection did not load are touched only under ``foreign: pop`` (§10.4).
 """
 
 from __future__ import annotations
 
-from typing import Collection, FrozenSet, List, Optional, Sequence, Tuple
+import dataclasses
+from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
 
 from ansible_collections.kernelops.livepatch.plugins.module_utils._errors import LivepatchError
-from ansible_collections.kernelops.livepatch.plugins.module_utils._observe import (
-    ERA_FREE, ERA_IMMEDIATE, ERA_STACKED,
+from ansible_collections.kernelops.livepatch.plugins.module_utils._foreign import (
+    FOREIGN_POLICIES, ForeignPatch, Ours, foreign_elsewhere, foreign_patches, refuse_replace_over, refuse_touching,
+)
+from ansible_collections.kernelops.livepatch.plugins.module_utils._snapshot import (
+    ERA_FREE, ERA_IMMEDIATE, ERA_STACKED, Capabilities, Snapshot,
 )
 from ansible_collections.kernelops.livepatch.plugins.module_utils._values import value_object
 
-__all__ = ['Wanted', 'Step', 'Plan', 'ForeignPatch', 'Refusal', 'plan_stack', 'check_wanted', 'same_build',
-           'foreign_patches', 'FOREIGN_POLICIES']
+__all__ = ['Wanted', 'Step', 'Plan', 'ForeignPatch', 'Refusal', 'FOREIGN_POLICIES', 'plan_stack', 'check_wanted',
+           'same_build', 'foreign_patches']
 
 # Transitional alias: the planner raises LivepatchError; Refusal goes once no caller imports it.
 Refusal = LivepatchError
 
-FOREIGN_POLICIES = ('refuse', 'keep', 'pop')
+# Wanted and Step are still built positionally by _act.py, _common.py and test_act.py (being
+# replaced by their owners); they become @value_object (keyword-only) once those call by keyword.
+_positional_for_now = dataclasses.dataclass(frozen=True)
 
 
-class Wanted(object):
+@_positional_for_now
+class Wanted:
     """One patch of the desired stack: its name, the ``.ko`` path on the host, and its build."""
 
-    __slots__ = ('name', 'path', 'build_id', 'srcversion', 'replace', 'requires', 'release', 'livepatch')
+    name: str
+    path: Optional[str] = None        # None: a live patch kept as it is (no file needed)
+    build_id: Optional[str] = None
+    srcversion: Optional[str] = None
+    replace: bool = False
+    requires: Tuple[str, ...] = ()    # names that must stand below this patch
+    release: Optional[str] = None     # not used by the planner; _common.py still passes it
+    livepatch: bool = True            # not used by the planner; _common.py still passes it
 
-    def __init__(self, name, path=None, build_id=None, srcversion=None, replace=False, requires=(),
-                 release=None, livepatch=True):
-        self.name = name
-        self.path = path
-        self.build_id = build_id
-        self.srcversion = srcversion
-        self.replace = bool(replace)
-        self.requires = tuple(requires or ())
-        self.release = release
-        self.livepatch = livepatch
+    def __post_init__(self) -> None:
+        object.__setattr__(self, 'replace', bool(self.replace))
+        object.__setattr__(self, 'requires', tuple(self.requires or ()))
 
-    def as_dict(self):
+    def as_dict(self) -> Dict[str, Any]:
         return {'name': self.name, 'path': self.path, 'build_id': self.build_id, 'replace': self.replace,
                 'requires': list(self.requires)}
 
 
-class Step(object):
+@_positional_for_now
+class Step:
     """One action on the kernel. ``action`` is ``disable``, ``enable``, ``unload`` or ``load``."""
 
-    __slots__ = ('action', 'patch', 'path', 'reason', 'retires')
+    action: str
+    patch: str
+    reason: str
+    path: Optional[str] = None
+    retires: Tuple[str, ...] = ()     # load of a replace patch: the patches it retires
 
-    def __init__(self, action, patch, reason, path=None, retires=()):
-        self.action = action
-        self.patch = patch
-        self.reason = reason
-        self.path = path
-        self.retires = tuple(retires)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, 'retires', tuple(self.retires))
 
-    def as_dict(self):
-        result = {'action': self.action, 'patch': self.patch, 'reason': self.reason}
+    def as_dict(self) -> Dict[str, Any]:
+        result: Dict[str, Any] = {'action': self.action, 'patch': self.patch, 'reason': self.reason}
         if self.path is not None:
             result['path'] = self.path
         if self.retires:
             result['retires'] = list(self.retires)
         return result
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return 'Step(%s %s)' % (self.action, self.patch)
 
 
-class Plan(object):
+@value_object
+class Plan:
     """Ordered steps plus what the stack will be afterwards (bottom to top)."""
 
-    def __init__(self, steps, before, after, kept, notes=(), wanted=(), foreign=()):
-        self.wanted = tuple(wanted)    # the desired stack as planned (with a kept foreign bottom)
-        self.foreign = tuple(foreign)  # ForeignPatch: live patches this collection did not load
-        self.steps = tuple(steps)
-        self.before = tuple(before)
-        self.after = tuple(after)
-        self.kept = kept
-        self.notes = tuple(notes)
+    steps: Tuple[Step, ...]
+    before: Tuple[str, ...]
+    after: Tuple[str, ...]
+    kept: int                               # patches of the common bottom left as they are
+    notes: Tuple[str, ...] = ()
+    wanted: Tuple[Wanted, ...] = ()         # the desired stack as planned (with a kept foreign bottom)
+    foreign: Tuple[ForeignPatch, ...] = ()  # live patches this collection did not load
+
+    def __post_init__(self) -> None:
+        for field in ('steps', 'before', 'after', 'notes', 'wanted', 'foreign'):
+            object.__setattr__(self, field, tuple(getattr(self, field)))
 
     @property
-    def changes(self):
+    def changes(self) -> bool:
         return bool(self.steps)
 
-    def as_dict(self):
+    def as_dict(self) -> Dict[str, Any]:
         return {
             'steps': [step.as_dict() for step in self.steps],
             'stack_before': list(self.before),
@@ -114,10 +127,10 @@ class Plan(object):
         }
 
 
-def same_build(live, wanted):
+def same_build(live: Any, wanted: Any) -> Tuple[bool, bool]:
     """Is the live patch this very build? Compare GNU build IDs, else srcversion, else trust the name.
 
-    A rebuilt patch keeps its module name, so the name alone cannot tell (lab-notes.md).
+    A rebuilt patch keeps its module name, so the name alone cannot tell (docs/developer.md §9.7).
     Returns (same, certain).
     """
     if live.name != wanted.name:
@@ -129,35 +142,37 @@ def same_build(live, wanted):
     return True, False
 
 
-def check_wanted(wanted, capabilities):
+def check_wanted(wanted: Sequence[Wanted], capabilities: Capabilities) -> None:
     """Refuse a desired stack that no kernel of this era could hold in that order."""
-    seen = {}
+    seen: Dict[str, int] = {}
     for index, patch in enumerate(wanted):
         if patch.name in seen:
             raise LivepatchError('duplicate_name', 'patch %s appears twice in the desired stack (positions %d and %d); '
-                          'the kernel holds one module per name' % (patch.name, seen[patch.name] + 1, index + 1),
-                          [patch.name])
+                                 'the kernel holds one module per name' % (patch.name, seen[patch.name] + 1, index + 1),
+                                 [patch.name])
         seen[patch.name] = index
     for index, patch in enumerate(wanted):
         if not patch.replace:
             continue
         if not capabilities.atomic_replace:
-            raise LivepatchError('replace_unsupported', 'patch %s is a replace patch, but atomic replace needs kernel 5.1 or '
-                          'later and this kernel follows the %s rules' % (patch.name, capabilities.era), [patch.name])
+            raise LivepatchError('replace_unsupported', 'patch %s is a replace patch, but atomic replace needs kernel '
+                                 '5.1 or later and this kernel follows the %s rules' % (patch.name, capabilities.era),
+                                 [patch.name])
         if index != 0:
             below = [p.name for p in wanted[:index]]
-            raise LivepatchError('replace_not_at_bottom', 'patch %s is a replace patch at position %d: when its transition '
-                          'completes it retires every patch below it (%s), so it may only stand at the bottom of the '
-                          'stack' % (patch.name, index + 1, ', '.join(below)), [patch.name] + below)
+            raise LivepatchError('replace_not_at_bottom', 'patch %s is a replace patch at position %d: when its '
+                                 'transition completes it retires every patch below it (%s), so it may only stand at '
+                                 'the bottom of the stack' % (patch.name, index + 1, ', '.join(below)),
+                                 [patch.name] + below)
     for index, patch in enumerate(wanted):
-        below = set(p.name for p in wanted[:index])
-        missing = [name for name in patch.requires if name not in below]
+        below_names = set(p.name for p in wanted[:index])
+        missing = [name for name in patch.requires if name not in below_names]
         if missing:
-            raise LivepatchError('requires', 'patch %s requires %s below it in the stack, which the desired stack does not '
-                          'have' % (patch.name, ', '.join(missing)), [patch.name] + missing)
+            raise LivepatchError('requires', 'patch %s requires %s below it in the stack, which the desired stack does '
+                                 'not have' % (patch.name, ', '.join(missing)), [patch.name] + missing)
 
 
-def _common_prefix(live, wanted):
+def _common_prefix(live: Sequence[Any], wanted: Sequence[Wanted]) -> Tuple[int, List[str]]:
     kept = 0
     uncertain = []
     for current, want in zip(live, wanted):
@@ -170,7 +185,7 @@ def _common_prefix(live, wanted):
     return kept, uncertain
 
 
-def _leaving(snapshot):
+def _leaving(snapshot: Snapshot) -> List[str]:
     """5.1+: patches still listed but not enabled are on their way out: being unpatched, or
     already off the kernel's list with their directory not yet freed (§2.1). Once freed they are
     retired modules with refcnt 0, like the leftovers."""
@@ -178,37 +193,40 @@ def _leaving(snapshot):
         leftover.name for leftover in snapshot.leftovers if leftover.state == 'retired']
 
 
-def _pre_load_steps(snapshot, patch, unloaded):
+def _pre_load_steps(snapshot: Snapshot, patch: Wanted, unloaded: Set[str]) -> List[Step]:
     """A name still loaded as a retired module must be unloaded before it can be loaded (EEXIST, §2.5)."""
     if patch.name in unloaded:
         return []
     leftover = snapshot.leftover(patch.name)
     if leftover is not None and leftover.state == 'forced':
         raise LivepatchError('forced_module', 'patch %s is still loaded from a forced transition (refcnt %s) and can '
-                      'never be unloaded until reboot, so it cannot be loaded again' % (patch.name, leftover.refcnt),
-                      [patch.name])
+                             'never be unloaded until reboot, so it cannot be loaded again'
+                             % (patch.name, leftover.refcnt), [patch.name])
     if patch.name not in _leaving(snapshot):
         return []
     unloaded.add(patch.name)
-    return [Step('unload', patch.name, 'still loaded as a retired module; must be unloaded before it is loaded again')]
+    return [Step(action='unload', patch=patch.name,
+                 reason='still loaded as a retired module; must be unloaded before it is loaded again')]
 
 
-def _load_step(patch, retires=()):
-    if retires:
-        reason = 'replace patch: retires %s atomically' % ', '.join(retires)
-    else:
-        reason = 'push'
-    return Step('load', patch.name, reason, path=patch.path, retires=retires)
+def _load_step(patch: Wanted, retires: Sequence[str] = ()) -> Step:
+    reason = 'replace patch: retires %s atomically' % ', '.join(retires) if retires else 'push'
+    return Step(action='load', patch=patch.name, reason=reason, path=patch.path, retires=tuple(retires))
 
 
-def _plan_free(snapshot, wanted, unload_retired, spare=frozenset()):
+def _pop(name: str) -> Step:
+    return Step(action='disable', patch=name, reason='pop: not in the desired stack at this position')
+
+
+def _plan_free(snapshot: Snapshot, wanted: List[Wanted], unload_retired: bool,
+               spare: FrozenSet[str]) -> Tuple[List[Step], int, List[str]]:
     """5.1+ rules: pop = disable then unload; nothing is re-enabled. ``spare``: retired modules
     the optional clean-up leaves alone (not ours)."""
     live = list(snapshot.live_stack)
     kept, uncertain = _common_prefix(live, wanted)
-    steps = []
-    notes = []
-    unloaded = set()
+    steps: List[Step] = []
+    notes: List[str] = []
+    unloaded: Set[str] = set()
     pushes = list(wanted[kept:])
     atomic = (kept == 0 and live and pushes and pushes[0].replace
               and not any(p.name == pushes[0].name for p in live))
@@ -221,17 +239,18 @@ def _plan_free(snapshot, wanted, unload_retired, spare=frozenset()):
         steps.append(_load_step(bottom, retired))
         if unload_retired:
             for name in reversed(retired):
-                steps.append(Step('unload', name, 'retired by replace patch %s' % bottom.name))
+                steps.append(Step(action='unload', patch=name, reason='retired by replace patch %s' % bottom.name))
                 unloaded.add(name)
     else:
         for patch in reversed(live[kept:]):
-            steps.append(Step('disable', patch.name, 'pop: not in the desired stack at this position'))
-            steps.append(Step('unload', patch.name, 'pop: a disabled patch can never be enabled again (5.1+)'))
+            steps.append(_pop(patch.name))
+            steps.append(Step(action='unload', patch=patch.name,
+                              reason='pop: a disabled patch can never be enabled again (5.1+)'))
             unloaded.add(patch.name)
     if unload_retired:
         for name in _leaving(snapshot):
             if name not in unloaded and name not in spare:
-                steps.append(Step('unload', name, 'retired module (disabled or replaced), refcnt 0'))
+                steps.append(Step(action='unload', patch=name, reason='retired module (disabled or replaced), refcnt 0'))
                 unloaded.add(name)
     for patch in pushes:
         steps.extend(_pre_load_steps(snapshot, patch, unloaded))
@@ -242,42 +261,43 @@ def _plan_free(snapshot, wanted, unload_retired, spare=frozenset()):
     return steps, kept, notes
 
 
-def _plan_registered(snapshot, wanted, can_unload, spare=frozenset()):
+def _plan_registered(snapshot: Snapshot, wanted: List[Wanted], can_unload: bool,
+                     spare: FrozenSet[str]) -> Tuple[List[Step], int, List[str]]:
     """Before 5.1 disabled patches stay on the list, in order, behind the enabled ones (§3.1).
-    ``spare``: disabled patches that are not ours stay registered when nothing is pushed."""
+    ``spare``: disabled patches that are not ours stay listed when nothing is pushed."""
     listed = list(snapshot.stack)
     live = [p for p in listed if p.enabled]
     disabled_suffix = [p for p in listed if not p.enabled]
     kept, uncertain = _common_prefix(live, wanted)
-    steps = []
-    notes = []
+    steps: List[Step] = []
+    notes: List[str] = []
     popped = live[kept:]
     for patch in reversed(popped):
-        steps.append(Step('disable', patch.name, 'pop: not in the desired stack at this position'))
+        steps.append(_pop(patch.name))
     # Only the first disabled patch can be enabled (EBUSY otherwise, §2.2): walk the disabled
     # patches in list order and re-enable while they match what is wanted next.
     disabled = popped + disabled_suffix
     position = kept
-    reenabled = 0
     for patch in disabled:
         if position >= len(wanted) or not same_build(patch, wanted[position])[0]:
             break
-        steps.append(Step('enable', patch.name, 'registered but disabled; enabled again instead of reloaded (before 5.1)'))
+        steps.append(Step(action='enable', patch=patch.name,
+                          reason='registered but disabled; enabled again instead of reloaded (before 5.1)'))
         position += 1
-        reenabled += 1
-    remaining = disabled[reenabled:]
+    remaining = disabled[position - kept:]
     pushes = list(wanted[position:])
     if not pushes:
         # Nothing new goes above them, so a disabled patch that is not ours may stay listed.
         remaining = [patch for patch in remaining if patch.name not in spare]
     if remaining and can_unload:
         for patch in reversed(remaining):
-            steps.append(Step('unload', patch.name, 'disabled and not wanted; a disabled patch on the list blocks '
-                                                    'new patches before 5.1'))
+            steps.append(Step(action='unload', patch=patch.name,
+                              reason='disabled and not wanted; a disabled patch on the list blocks new patches before 5.1'))
     elif remaining and pushes:
-        raise LivepatchError('no_unload', 'patches %s would stay registered and disabled: kernels before 4.12 can never '
-                      'unload a patch module, and a new patch cannot be enabled above a disabled one; reboot to '
-                      'clear the stack' % ', '.join(p.name for p in remaining), [p.name for p in remaining])
+        raise LivepatchError('no_unload', 'patches %s would stay registered and disabled: kernels before 4.12 can '
+                             'never unload a patch module, and a new patch cannot be enabled above a disabled one; '
+                             'reboot to clear the stack' % ', '.join(p.name for p in remaining),
+                             [p.name for p in remaining])
     elif remaining:
         notes.append('kernels before 4.12 cannot unload patch modules: %s stay loaded and disabled'
                      % ', '.join(p.name for p in remaining))
@@ -285,119 +305,22 @@ def _plan_registered(snapshot, wanted, can_unload, spare=frozenset()):
     for patch in pushes:
         if patch.name in listed_names and not can_unload:
             raise LivepatchError('no_unload', 'patch %s is registered already and cannot be unloaded before 4.12'
-                          % patch.name, [patch.name])
+                                 % patch.name, [patch.name])
         steps.append(_load_step(patch))
     if uncertain:
         notes.append('could not compare builds of %s; kept by name' % ', '.join(uncertain))
     return steps, kept, notes
 
 
-@value_object
-class ForeignPatch:
-    """A live patch this collection did not load: ``position`` counts from the bottom (1)."""
-
-    name: str
-    build_id: Optional[str]
-    position: int
-
-    def as_dict(self):
-        return {'name': self.name, 'build_id': self.build_id, 'position': self.position}
-
-
-def _normalise(name):
-    # The kernel names a patch after its module, with '-' read as '_' (docs/developer.md §2.5).
-    # TODO: use _kofile.normalise_name once the kofile helper lands it (the one place for it).
-    return (name or '').replace('-', '_')
-
-
-def _is_ours(name, build_id, ours):
-    """Same name and same build as an entry of ``ours``; a build unknown on either side compares by name."""
-    if ours is None:
-        return True
-    name = _normalise(name)
-    for our_name, our_build in ours:
-        if _normalise(our_name) == name and (not our_build or not build_id or our_build == build_id):
-            return True
-    return False
-
-
-def foreign_patches(live_stack, ours):
-    # type: (Sequence, Optional[Collection[Tuple[str, Optional[str]]]]) -> List[ForeignPatch]
-    """The live patches that are not ours, bottom first. ``ours`` None: everything is ours."""
-    return [ForeignPatch(name=patch.name, build_id=patch.build_id, position=position)
-            for position, patch in enumerate(live_stack, 1)
-            if not _is_ours(patch.name, patch.build_id, ours)]
-
-
-def _foreign_elsewhere(snapshot, ours):
-    """Names of not-live patches and retired modules that are not ours (disabled, or leaving)."""
-    listed = [(p.name, p.build_id) for p in snapshot.stack if not p.live]
-    retired = [(m.name, m.build_id) for m in snapshot.leftovers]
-    return frozenset(name for name, build in listed + retired if not _is_ours(name, build, ours))
-
-
-def _touched(steps):
-    """What each patch would go through: disabled, unloaded, or retired by a replace patch."""
-    touched = {}
-    for step in steps:
-        if step.action in ('disable', 'unload'):
-            touched.setdefault(step.patch, []).append({'disable': 'disabled', 'unload': 'unloaded'}[step.action])
-        for name in step.retires:
-            touched.setdefault(name, []).append('retired by replace patch %s' % step.patch)
-    return touched
-
-
-def _refuse_foreign(steps, foreign, foreign_elsewhere, policy):
-    """Refuse a plan that would touch a patch this collection did not load (docs/developer.md §8)."""
-    touched = _touched(steps)
-    hit = [patch for patch in foreign if patch.name in touched]
-    hit_elsewhere = sorted(name for name in foreign_elsewhere if name in touched)
-    if not hit and not hit_elsewhere:
-        return
-    described = ['%s (position %d from the bottom of the live stack%s: would be %s)' % (
-        patch.name, patch.position, ', build %s' % patch.build_id[:12] if patch.build_id else '',
-        ' and '.join(touched[patch.name])) for patch in hit]
-    described += ['%s (not live: disabled or retired, would be %s)' % (name, ' and '.join(touched[name]))
-                  for name in hit_elsewhere]
-    if policy == 'keep':
-        advice = ('with foreign: keep they stay at the bottom of the stack, and this plan would still have to touch '
-                  'them (a patch of yours below them, or a replace patch above them); put them in the stack at '
-                  'their position, or set foreign: pop to remove them')
-    else:
-        advice = ('set foreign: keep to leave them at the bottom and build the stack above them, list them in the '
-                  'stack at their position, or set foreign: pop to remove them')
-    names = [patch.name for patch in hit] + hit_elsewhere
-    raise LivepatchError(
-        'foreign_patch',
-        'not loaded by this collection (not in its journal since boot or its boot record): %s. Nothing was changed; '
-        '%s' % ('; '.join(described), advice),
-        names, detail={'foreign': [patch.as_dict() for patch in foreign]})
-
-
-def _keep_foreign(snapshot, wanted, foreign):
-    """``foreign: keep``: the foreign live patches, in live order, form a fixed bottom."""
-    live = dict((patch.name, patch) for patch in snapshot.live_stack)
-    bottom = [Wanted(patch.name, None, live[patch.name].build_id, live[patch.name].srcversion,
-                     bool(live[patch.name].replace)) for patch in foreign]
-    names = set(patch.name for patch in foreign)
-    replace = [w.name for w in wanted if w.replace and w.name not in names]
-    if replace:
-        raise LivepatchError(
-            'foreign_patch',
-            'replace patch %s would retire the patches not loaded by this collection (%s) when its transition '
-            'completes (docs/developer.md §3.4); with foreign: keep they must stay. Set foreign: pop to replace them '
-            'too' % (', '.join(replace), ', '.join('%s at position %d' % (p.name, p.position) for p in foreign)),
-            replace + sorted(names), detail={'foreign': [patch.as_dict() for patch in foreign]})
-    return bottom + [w for w in wanted if w.name not in names]
-
-
-def plan_stack(snapshot, wanted, *, unload_retired=True, foreign='pop', ours=None):
+def plan_stack(snapshot: Snapshot, wanted: Sequence[Wanted], *, unload_retired: bool = True, foreign: str = 'pop',
+               ours: Ours = None) -> Plan:
     """Return the :class:`Plan` that turns the live stack into ``wanted`` (bottom to top).
 
-    ``foreign`` decides what happens to live patches this collection did not load, that is not
-    in ``ours`` ((name, build ID) pairs from the journal and the boot record; None: all are
-    ours): ``pop`` treats them like any other, ``refuse`` refuses a plan that disables, unloads
-    or retires one, ``keep`` plans above them and refuses if that still touches one.
+    ``foreign`` decides what happens to the live patches this collection did not load, those not
+    in ``ours`` ((name, build ID) pairs from its journal and boot record; None: all are ours):
+    ``pop`` treats them like any other, ``refuse`` refuses a plan that disables, unloads or
+    retires one, ``keep`` builds the desired stack above them and refuses if that still touches
+    one (docs/developer.md §10.4).
     """
     if foreign not in FOREIGN_POLICIES:
         raise LivepatchError('bad_input', 'foreign must be one of %s, not %r' % (', '.join(FOREIGN_POLICIES), foreign))
@@ -408,21 +331,23 @@ def plan_stack(snapshot, wanted, *, unload_retired=True, foreign='pop', ours=Non
     wanted = list(wanted)
     check_wanted(wanted, caps)
     foreign_live = foreign_patches(snapshot.live_stack, ours)
-    spare = frozenset() if foreign == 'pop' else _foreign_elsewhere(snapshot, ours)
+    spare = frozenset() if foreign == 'pop' else foreign_elsewhere(snapshot, ours)
     notes = []
     if foreign == 'keep' and foreign_live:
-        wanted = _keep_foreign(snapshot, wanted, foreign_live)
+        refuse_replace_over(wanted, foreign_live)
+        live = dict((patch.name, patch) for patch in snapshot.live_stack)
+        bottom = [Wanted(name=p.name, path=None, build_id=p.build_id, srcversion=live[p.name].srcversion,
+                         replace=bool(live[p.name].replace)) for p in foreign_live]
+        wanted = bottom + [w for w in wanted if w.name not in set(p.name for p in foreign_live)]
         notes.append('kept the patches not loaded by this collection at the bottom: %s'
                      % ', '.join('%s (position %d)' % (p.name, p.position) for p in foreign_live))
-    before = [p.name for p in snapshot.live_stack]
     if caps.era == ERA_FREE:
         steps, kept, era_notes = _plan_free(snapshot, wanted, unload_retired, spare)
-    elif caps.era == ERA_STACKED:
-        steps, kept, era_notes = _plan_registered(snapshot, wanted, can_unload=True, spare=spare)
-    elif caps.era == ERA_IMMEDIATE:
-        steps, kept, era_notes = _plan_registered(snapshot, wanted, can_unload=False, spare=spare)
+    elif caps.era in (ERA_STACKED, ERA_IMMEDIATE):
+        steps, kept, era_notes = _plan_registered(snapshot, wanted, caps.era == ERA_STACKED, spare)
     else:  # pragma: no cover - the observe layer only knows these three eras
         raise LivepatchError('unknown_era', 'unknown kernel era %s' % caps.era)
     if foreign != 'pop':
-        _refuse_foreign(steps, foreign_live, spare, foreign)
-    return Plan(steps, before, [p.name for p in wanted], kept, notes + era_notes, wanted, foreign_live)
+        refuse_touching(steps, foreign_live, spare, foreign)
+    return Plan(steps=steps, before=[p.name for p in snapshot.live_stack], after=[p.name for p in wanted], kept=kept,
+                notes=notes + era_notes, wanted=wanted, foreign=foreign_live)

@@ -252,3 +252,67 @@ def test_attributes_by_release(release, replace, stack_order, patched):
 def test_decode_taint():
     assert decode_taint(45056) == {'value': 45056, 'letters': 'OEK', 'livepatch': True}
     assert decode_taint(1 << 30)['letters'] == '?'
+
+
+SIG = 'sys/module/module/parameters/sig_enforce'
+LOCKDOWN = 'sys/kernel/security/lockdown'
+
+
+@pytest.mark.parametrize('files, enforced, reason', [
+    ({SIG: 'Y\n', LOCKDOWN: '[none] integrity confidentiality\n'}, True, 'module.sig_enforce is Y'),
+    ({SIG: 'N\n', LOCKDOWN: 'none [integrity] confidentiality\n'}, True, 'the kernel is locked down (integrity'),
+    ({SIG: 'N\n', LOCKDOWN: 'none integrity [confidentiality]\n'}, True, 'locked down (confidentiality'),
+    ({LOCKDOWN: 'none [integrity] confidentiality\n'}, True, 'locked down (integrity'),
+    ({SIG: 'N\n', LOCKDOWN: '[none] integrity confidentiality\n'}, False,
+     'module.sig_enforce is N and lockdown is none'),
+    ({SIG: 'N\n'}, False, 'module.sig_enforce is N and lockdown is not present'),
+    ({SIG: 'N\n', LOCKDOWN: 'garbage\n'}, False, 'lockdown is not present'),
+    ({}, False, 'neither /sys/module/module/parameters/sig_enforce nor /sys/kernel/security/lockdown could be read'),
+], ids=['sig_enforce', 'lockdown integrity', 'lockdown confidentiality', 'lockdown without module.sig', 'neither',
+        'no securityfs', 'lockdown garbage', 'nothing readable'])
+def test_module_signatures(tmp_path, files, enforced, reason):
+    """kernel/module/signing.c: sig_enforce, else lockdown, decides (docs/developer.md §10.3)."""
+    snap = observe(tree(tmp_path, base('6.12.117+deb13-amd64', '0'), proc_modules([]), files))
+    assert snap.module_signatures.enforced is enforced
+    assert reason in snap.module_signatures.reason
+    assert snap.as_dict()['module_signatures'] == {'enforced': enforced, 'reason': snap.module_signatures.reason}
+
+
+def test_transition_patch_is_the_cheap_read_observe_agrees_with(tmp_path):
+    root = tree(tmp_path, base('6.1.0-50-amd64'), patch_files('lab_a', extra={'force': ''}),
+                patch_files('lab_b', transition='1', extra={'force': ''}),
+                proc_modules([('lab_b', 1, 'OEK'), ('lab_a', 1, 'OEK')]))
+
+    def read(*parts):
+        path = os.path.join(root, *parts)
+        return open(path).read() if os.path.exists(path) else None
+    assert _observe.transition_patch(lambda *parts: sorted(os.listdir(os.path.join(root, *parts))), read) == 'lab_b'
+    assert observe(root).transition.patch == 'lab_b'
+    os.unlink(os.path.join(root, 'sys/kernel/livepatch/lab_b/transition'))
+    with open(os.path.join(root, 'sys/kernel/livepatch/lab_b/transition'), 'w') as handle:
+        handle.write('0\n')
+    assert _observe.transition_patch(lambda *parts: sorted(os.listdir(os.path.join(root, *parts))), read) is None
+    assert observe(root).transition is None
+
+
+@pytest.mark.parametrize('text, running', [('1', True), ('1\n', True), ('0\n', False), (None, False), ('', False),
+                                           ('11', False)])
+def test_in_transition(text, running):
+    assert _observe.in_transition(text) is running
+
+
+def test_values_are_frozen_and_keyword_only(tmp_path):
+    snap = observe(tree(tmp_path, base('6.1.0-50-amd64'), patch_files('lab_a', extra={'force': ''}),
+                        proc_modules([('lab_a', 1, 'OEK')])))
+    with pytest.raises(AttributeError):
+        snap.stack[0].enabled = False  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        _observe.Patch('lab_a', True)  # pylint: disable=too-many-function-args
+    with pytest.raises(TypeError):
+        _observe.Snapshot('/', '6.1', True, snap.capabilities)  # pylint: disable=too-many-function-args
+
+
+def test_root_error_is_a_livepatch_error_with_a_rule(tmp_path):
+    with pytest.raises(ObserveError) as info:
+        observe(str(tmp_path / 'nope'))
+    assert info.value.rule == 'bad_root'

@@ -40,8 +40,7 @@ def snap(version='7.2', live=(), disabled=(), leftovers=(), supported=True):
         gone.append(Leftover(name=name, refcnt=int(refcnt), build_id='v1'))
     return Snapshot(root='/', kernel_release=RELEASE[version], livepatch_supported=supported,
                     capabilities=capabilities_for(RELEASE[version], set()), stack=patches,
-                    order_source='proc_modules', transition=None, leftovers=gone, taint=None,
-                    loaded_modules=[], warnings=[])
+                    order_source='proc_modules', transition=None, leftovers=gone, taint=None, warnings=[])
 
 
 def want(*specs, requires=None):
