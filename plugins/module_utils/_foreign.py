@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, Collection, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from ansible_collections.kernelops.livepatch.plugins.module_utils._errors import LivepatchError
+from ansible_collections.kernelops.livepatch.plugins.module_utils._kofile import normalise_name
 from ansible_collections.kernelops.livepatch.plugins.module_utils._values import value_object
 
 __all__ = ['FOREIGN_POLICIES', 'ForeignPatch', 'Ours', 'foreign_patches', 'foreign_elsewhere', 'is_ours',
@@ -39,12 +40,6 @@ class ForeignPatch:
         return {'name': self.name, 'build_id': self.build_id, 'position': self.position}
 
 
-def _normalise(name: Optional[str]) -> str:
-    # The kernel names a patch after its module, reading '-' as '_' (docs/developer.md §2.5).
-    # TODO: _kofile.normalise_name once the kofile helper lands it (the one place for this).
-    return (name or '').replace('-', '_')
-
-
 def is_ours(name: str, build_id: Optional[str], ours: Ours) -> bool:
     """Same name and same build as an entry of ``ours``; a build unknown on either side compares by name.
 
@@ -52,8 +47,9 @@ def is_ours(name: str, build_id: Optional[str], ours: Ours) -> bool:
     """
     if ours is None:
         return True
-    name = _normalise(name)
-    return any(_normalise(our_name) == name and (not our_build or not build_id or our_build == build_id)
+    # The kernel reads '-' in a module name as '_' (docs/developer.md §1.1).
+    name = normalise_name(name)
+    return any(normalise_name(our_name) == name and (not our_build or not build_id or our_build == build_id)
                for our_name, our_build in ours)
 
 
