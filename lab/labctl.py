@@ -7,7 +7,9 @@ Run it as ``python3 lab/labctl.py``: the file has no shebang and is not executab
 ansible-test's shebang check allows ``#!/usr/bin/env python`` only and Debian has no ``python``.
 
     labctl build [KERNEL...]            fetch kernels, build chroots, guest image, test patches
-    labctl up KERNEL --name N           boot a detached VM; print molecule's instance config (JSON)
+    labctl up KERNEL --name N [--append "WORDS"]
+                                        boot a detached VM (extra kernel command-line words, e.g.
+                                        module.sig_enforce=1); print molecule's instance config (JSON)
     labctl down --name N                stop it (idempotent)
     labctl ssh --name N -- CMD...       run a command in it
     labctl status                       list recorded VMs
@@ -46,12 +48,13 @@ def instance_config(vm) -> list[dict]:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    """``labctl up``: boot detached (or reuse a running instance of that name)."""
+    """``labctl up``: boot detached (or reuse a running instance of that name, kernel and command line)."""
     old = Instance.load(args.name)
-    if old is not None and pid_alive(old.pid) and old.kernel == args.kernel:
+    append = " ".join(args.append.split())
+    if old is not None and pid_alive(old.pid) and old.kernel == args.kernel and old.append == append:
         vm = attach(args.name)
     else:
-        vm = Lab().boot(args.kernel, args.name, detach=True)
+        vm = Lab().boot(args.kernel, args.name, detach=True, append=append)
     print(json.dumps(instance_config(vm), indent=2))
     return 0
 
@@ -88,7 +91,8 @@ def cmd_status(_args: argparse.Namespace) -> int:
         print(f"kernel {kernel}: {state}")
     for inst in Instance.all():
         state = "running" if pid_alive(inst.pid) else "dead"
-        print(f"vm {inst.name}: {inst.kernel} {inst.release} port {inst.port} pid {inst.pid} {inst.accel} {state}")
+        extra = f" append {inst.append!r}" if inst.append else ""
+        print(f"vm {inst.name}: {inst.kernel} {inst.release} port {inst.port} pid {inst.pid} {inst.accel} {state}{extra}")
     return 0
 
 
@@ -113,6 +117,8 @@ def parser() -> argparse.ArgumentParser:
     up_ = sub.add_parser("up", help="boot a detached VM and print molecule's instance config")
     up_.add_argument("kernel", choices=KERNELS)
     up_.add_argument("--name", required=True)
+    up_.add_argument("--append", default="", metavar="WORDS",
+                     help="extra kernel command-line words, e.g. 'module.sig_enforce=1' (quote several)")
     up_.set_defaults(func=cmd_up)
     down = sub.add_parser("down", help="stop a VM (idempotent)")
     down.add_argument("--name", required=True)

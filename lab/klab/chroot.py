@@ -134,7 +134,9 @@ def source_digest(src_dir: Path) -> str:
 def build_patches(kernel: KernelInfo, src_dir: Path) -> Path:
     """The test patches built for ``kernel`` in the cache; rebuilt when their sources change."""
     out = cache_dir() / "patches" / kernel.suite
-    stamp = {"release": kernel.release, "src": str(src_dir), "digest": source_digest(src_dir)}
+    # The sources' digest, not their path: every git worktree of the repository shares this
+    # cache, and a path in the stamp made each one rebuild (and delete) the others' modules.
+    stamp = {"release": kernel.release, "digest": source_digest(src_dir)}
     if is_built(out, stamp):
         return out
     log(f"{kernel.suite}: building test patches from {src_dir}")

@@ -7,9 +7,11 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import fcntl
 import itertools
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -74,10 +76,15 @@ class Lab:
     def build(self, kernels: list[str] | tuple[str, ...] | None = None) -> Lab:
         """Fetch, extract and build everything ``kernels`` need; cached parts are reused."""
         names = self.check_names(kernels)
-        # several test sessions may share one cache: one builder at a time
+        with self._build_lock():
+            return self._build_locked(names)
+
+    @contextlib.contextmanager
+    def _build_lock(self):
+        """Several test sessions (and git worktrees) share one cache: one builder at a time."""
         with open(self.cache / ".build.lock", "w", encoding="utf-8") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            return self._build_locked(names)
+            yield
 
     def _build_locked(self, names: list[str]) -> Lab:
         start = time.monotonic()
@@ -109,15 +116,31 @@ class Lab:
         return (is_built(self.cache / "kernels" / kernel) and is_built(self.cache / "guest" / "rootfs.img")
                 and (src is None or is_built(self.cache / "patches" / kernel)))
 
-    def boot(self, kernel: str, name: str | None = None, *, detach: bool = False) -> VM:
-        """Boot a fresh guest (new overlay) of ``kernel``; returns when ssh answers and the patches are in."""
-        self.build([kernel])  # idempotent and cheap when cached; takes the build lock
-        info = kernel_info(kernel)
-        patches = self.cache / "patches" / kernel
-        key = lab_keypair()
+    def boot(self, kernel: str, name: str | None = None, *, detach: bool = False, append: str = "") -> VM:
+        """Boot a fresh guest (new overlay) of ``kernel``; returns when ssh answers and the patches are in.
+
+        ``append``: extra kernel command-line words, e.g. ``"module.sig_enforce=1"``; they follow
+        the lab's own words (``klab.guest.KERNEL_CMDLINE``) and show in the guest's /proc/cmdline.
+        """
         name = name or f"{kernel}-{os.getpid()}-{next(_BOOT_SERIAL)}"
-        return boot_vm(info, build_initramfs(info), self.cache / "guest" / "rootfs.img", key,
-                       patches if patches.is_dir() else None, name=name, detach=detach)
+        names = self.check_names([kernel])
+        patches = self.cache / "patches" / kernel
+        snapshot = self.cache / "run" / f"{name}.patches"
+        with self._build_lock():
+            self._build_locked(names)  # idempotent and cheap when cached
+            # The guest gets the patches a minute later, after it booted: copy them now, under
+            # the lock, so another session rebuilding them meanwhile cannot hand it half a set.
+            if snapshot.exists():
+                shutil.rmtree(snapshot)
+            if patches.is_dir():
+                shutil.copytree(patches, snapshot, symlinks=True)
+        info = kernel_info(kernel)
+        key = lab_keypair()
+        try:
+            return boot_vm(info, build_initramfs(info), self.cache / "guest" / "rootfs.img", key,
+                           snapshot if snapshot.is_dir() else None, name=name, detach=detach, append=append)
+        finally:
+            shutil.rmtree(snapshot, ignore_errors=True)
 
     @staticmethod
     def instances() -> list[Instance]:

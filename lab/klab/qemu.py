@@ -35,6 +35,16 @@ CONSOLE_TAIL = 40
 PR_SET_PDEATHSIG = 1
 
 
+def kernel_cmdline(append: str = "") -> str:
+    """The guest kernel's command line: the lab's fixed words, then ``append`` (extra words, e.g.
+    ``module.sig_enforce=1``). Later words win for most parameters, so ``append`` can also override."""
+    words = append.split()
+    bad = [w for w in words if any(c in w for c in "\"'\\") or not w.isprintable()]
+    if bad:
+        raise LabError(f"kernel command-line words must be printable, without quotes or backslashes: {bad}")
+    return " ".join([KERNEL_CMDLINE, *words])
+
+
 def boot_timeout(accel: str) -> float:
     """Seconds a boot may take to ssh-ready ($KERNELOPS_LAB_BOOT_TIMEOUT overrides)."""
     return float(os.environ.get("KERNELOPS_LAB_BOOT_TIMEOUT") or (180 if accel == "kvm" else 420))
@@ -213,6 +223,7 @@ class Instance:
     overlay: str
     console: str
     key: str
+    append: str = ""  # extra kernel command-line words (records of older labs have none)
 
     @staticmethod
     def path(name: str) -> Path:
@@ -303,6 +314,17 @@ class VM:
     def release(self) -> str:
         """``uname -r`` of the running guest."""
         return self._release
+
+    @property
+    def append(self) -> str:
+        """The extra kernel command-line words this guest was booted with ("" for none)."""
+        return self.inst.append
+
+    @property
+    def cmdline(self) -> str:
+        """The whole kernel command line QEMU passed (what /proc/cmdline shows while no patch of
+        ``cmdline_proc_show`` such as lab_a is live)."""
+        return kernel_cmdline(self.inst.append)
 
     @property
     def ansible_vars(self) -> dict:
@@ -412,8 +434,16 @@ class VM:
         return wait_until(what, answered, timeout=timeout, interval=0.5, on_timeout=self.console_tail)
 
     # -- lifecycle --------------------------------------------------------------------
-    def reboot(self, timeout: float | None = None) -> str:
-        """``systemctl reboot`` the guest and wait until ssh answers with a new boot id."""
+    def reboot(self, timeout: float | None = None, *, append: str | None = None) -> str:
+        """Reboot the guest and wait until ssh answers with a new boot id; return it.
+
+        ``append=None`` (or the words it already has): ``systemctl reboot``, same command line.
+        ``append="WORDS"``: a command line with other extra words (``""`` = none), which a reboot
+        inside the guest cannot change: the guest is powered off cleanly and QEMU started again
+        on the same disk overlay and port (a cold boot, so it takes a boot's time).
+        """
+        if append is not None and append.split() != self.inst.append.split():
+            return self._restart(" ".join(append.split()), timeout)
         before = self.boot_id() or ""
         self.ssh("systemctl reboot", check=False, timeout=30)
         self._close_master()
@@ -421,9 +451,37 @@ class VM:
         self._release = self.ssh("uname -r").stdout.strip()
         return boot
 
-    def stop(self) -> None:
-        """Kill QEMU, delete the overlay and the record (idempotent)."""
+    def _restart(self, append: str, timeout: float | None) -> str:
+        """Power the guest off, start QEMU again with ``append`` on the same overlay and port."""
+        # pylint: disable-next=import-outside-toplevel
+        from .guest import build_initramfs  # cached: returns the path at once
+        # pylint: disable-next=import-outside-toplevel
+        from .kernels import kernel_info
+        cmdline = kernel_cmdline(append)  # validate before anything stops
+        kernel = kernel_info(self.kernel)
+        initramfs = build_initramfs(kernel)
+        before = self.boot_id() or ""
+        self.ssh("sync; systemctl poweroff", check=False, timeout=30)
         self._close_master()
+        try:
+            wait_until(f"{self.name} to power off", lambda: not self.alive(), timeout=120, interval=0.2)
+        except LabError:
+            log(f"{self.name}: did not power off within 120 s; killing QEMU")
+        self._kill_qemu()
+        overlay = Path(self.inst.overlay)
+        argv = qemu_argv(kernel, initramfs, accel=self.inst.accel, append=cmdline, drive=overlay, port=self.port,
+                         console=self.console, pidfile=overlay.with_suffix(".pid"))
+        started = time.monotonic()
+        self._proc = start_qemu(argv, overlay.with_suffix(".qemu.log"), detach=not self._owned)
+        self.inst.pid = self._proc.pid
+        self.inst.append = append
+        self.inst.save()
+        boot = self.wait_for_ssh(timeout=timeout or boot_timeout(self.inst.accel), previous_boot=before)
+        self._release = self.ssh("uname -r").stdout.strip()
+        log(f"{self.name}: restarted with extra kernel words {append!r} (ssh after {time.monotonic() - started:.1f} s)")
+        return boot
+
+    def _kill_qemu(self) -> None:
         if self._proc is not None:
             if self._proc.poll() is None:
                 self._proc.terminate()
@@ -434,6 +492,11 @@ class VM:
                     self._proc.wait(timeout=15)
         else:
             kill_pid(self.inst.pid)
+
+    def stop(self) -> None:
+        """Kill QEMU, delete the overlay and the record (idempotent)."""
+        self._close_master()
+        self._kill_qemu()
         overlay = Path(self.inst.overlay)
         for path in (overlay, overlay.with_suffix(".pid"), Instance.path(self.name)):
             if path.exists():
@@ -495,8 +558,12 @@ def reap_dead() -> list[str]:
 
 
 def boot_vm(kernel: KernelInfo, initramfs: Path, base_image: Path, key: Path, patches: Path | None, *,
-            name: str, detach: bool) -> VM:
-    """Boot a guest of ``kernel`` on a fresh overlay of ``base_image``; wait for ssh; copy the patches in."""
+            name: str, detach: bool, append: str = "") -> VM:
+    """Boot a guest of ``kernel`` on a fresh overlay of ``base_image``; wait for ssh; copy the patches in.
+
+    ``append``: extra kernel command-line words after the lab's own (:func:`kernel_cmdline`).
+    """
+    cmdline = kernel_cmdline(append)
     for path in (boot_image(kernel), initramfs, base_image, key):
         ensure_readable(path)
     reap_dead()
@@ -517,12 +584,12 @@ def boot_vm(kernel: KernelInfo, initramfs: Path, base_image: Path, key: Path, pa
         what="qemu-img create (overlay)")
     accel = choose_accel(kernel, initramfs)
     port = free_port()
-    argv = qemu_argv(kernel, initramfs, accel=accel, append=KERNEL_CMDLINE, drive=overlay, port=port,
+    argv = qemu_argv(kernel, initramfs, accel=accel, append=cmdline, drive=overlay, port=port,
                      console=console, pidfile=pidfile)
     started = time.monotonic()
     proc = start_qemu(argv, overlay.with_suffix(".qemu.log"), detach=detach)
     inst = Instance(name=name, kernel=kernel.suite, release=kernel.release, port=port, pid=proc.pid, accel=accel,
-                    overlay=str(overlay), console=str(console), key=str(key))
+                    overlay=str(overlay), console=str(console), key=str(key), append=" ".join(append.split()))
     inst.save()
     vm = VM(inst, owned=not detach, proc=proc)
     try:
@@ -534,7 +601,7 @@ def boot_vm(kernel: KernelInfo, initramfs: Path, base_image: Path, key: Path, pa
         if patches is not None:
             vm.put_tree(patches, PATCH_DIR)
         log(f"{name}: {kernel.suite} {release} up on port {port} ({accel}, ssh after {booted:.1f} s, "
-            f"ready after {time.monotonic() - started:.1f} s)")
+            f"ready after {time.monotonic() - started:.1f} s)" + (f", extra kernel words {append!r}" if append else ""))
     except BaseException:
         vm.stop()
         raise
