@@ -62,7 +62,20 @@ options:
       - Modules left by a forced transition cannot be unloaded; they are reported and RV(reboot_required) is set.
     type: bool
     default: true
+  record:
+    description:
+      - After a successful run, write the resulting stack (name, path, build ID, replace) as JSON to this file, so
+        that it can be applied again after a reboot; the role
+        R(kernelops.livepatch.livepatch_stack,ansible_collections.kernelops.livepatch.livepatch_stack_role) points its
+        boot unit at it.
+      - Must be an absolute path. Written atomically (temporary file, fsync, rename) while the host lock is held, and
+        only when its content changes. The file carries C(schema) 2; a file of another shape is refused (rule
+        V(bad_record)) before anything changes, and never overwritten.
+      - In check mode, a patch file that does not exist on the host yet is planned by name, as a new build, instead of
+        being refused; the role copies patch files in the same run.
+    type: path
 notes:
+  - Patch file paths must be absolute (rule V(relative_path)); the boot record keeps them normalised.
   - Changing the stack needs root. Check mode does not, but without root the blocking tasks of a transition cannot be
     read.
   - The module never writes C(force) and never runs C(rmmod -f) unless O(on_stall=force).

@@ -107,6 +107,12 @@ EXAMPLES = r"""
     wait: false
     lock_timeout: 10
   become: true
+
+- name: Push a patch and record the resulting stack for the boot-time restore
+  kernelops.livepatch.livepatch:
+    path: /var/lib/kernelops-livepatch/{{ ansible_facts.kernel }}/lp_cve_2026_0005.ko
+    record: /var/lib/kernelops-livepatch/{{ ansible_facts.kernel }}/stack.json
+  become: true
 """
 
 RETURN = r"""
@@ -186,14 +192,22 @@ error_detail:
   returned: when a step failed
   type: dict
   sample: {"errno": "ENODEV", "rc": 1, "stderr": "insmod: ERROR: could not insert module /lp.ko: No such device"}
+record:
+  description: The file the resulting stack was recorded in (O(record)).
+  returned: when O(record) is set and the run succeeded
+  type: str
+  sample: /var/lib/kernelops-livepatch/6.1.0-50-amd64/stack.json
 rule:
-  description: The rule the request would break, when the module refused it (for example V(not_on_top)).
-  returned: when the module refused the request
+  description:
+    - The rule the request would break, when the module refused it (for example V(not_on_top), V(relative_path),
+      V(bad_record)), or what failed (V(step_failed), V(lock_timeout), V(unexpected_result)).
+    - V(internal_error) is a bug of this collection; the result still carries RV(stack) as observed after it.
+  returned: when the module failed
   type: str
   sample: not_on_top
 patches:
-  description: The patches a refusal is about.
-  returned: when the module refused the request
+  description: The patches a refusal is about (empty when it is about no patch in particular).
+  returned: when the module failed
   type: list
   elements: str
   sample: [lp_cve_2026_0002, lp_cve_2026_0003]
@@ -201,11 +215,11 @@ patches:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kernelops.livepatch.plugins.module_utils._common import (
-    BadInput, Runner, resolve, transition_argument_spec, wanted_from_live,
+from ansible_collections.kernelops.livepatch.plugins.module_utils._errors import LivepatchError
+from ansible_collections.kernelops.livepatch.plugins.module_utils._runner import (
+    Runner, patch_name_of, same_build, wanted_from_live,
 )
-from ansible_collections.kernelops.livepatch.plugins.module_utils._kofile import module_name_from_path
-from ansible_collections.kernelops.livepatch.plugins.module_utils._plan import same_build
+from ansible_collections.kernelops.livepatch.plugins.module_utils._spec import livepatch_spec
 
 
 def _position(live, name):
@@ -218,28 +232,28 @@ def _position(live, name):
 def _refuse_middle(live, index, pop_above, what):
     above = [p.name for p in live[index + 1:]]
     if above and not pop_above:
-        raise BadInput('patch %s is not on top of the stack: %s above it; %s would break the stack discipline (pop '
-                       'only from the top). Set pop_above=true to pop those too'
-                       % (live[index].name, ', '.join(above), what), above, 'not_on_top')
+        raise LivepatchError('not_on_top', 'patch %s is not on top of the stack: %s above it; %s would break the stack '
+                             'discipline (pop only from the top). Set pop_above=true to pop those too'
+                             % (live[index].name, ', '.join(above), what), above)
 
 
-def desired_stack(params, snapshot, check_mode=False):
+def desired_stack(runner, snapshot):
+    params = runner.params
     live = list(snapshot.live_stack)
     kept = [wanted_from_live(patch) for patch in live]
     if params['state'] == 'absent':
-        name = (params['name'] or module_name_from_path(params['path'])).replace('-', '_')
-        index = _position(live, name)
+        index = _position(live, patch_name_of(params['name'], params['path']))
         if index is None:
             return kept
         _refuse_middle(live, index, params['pop_above'], 'popping it')
         return kept[:index]
-    wanted = resolve({'path': params['path'], 'name': params['name'], 'replace': params['replace'],
-                      'requires': params['requires']}, snapshot.kernel_release, check_mode)
+    wanted = runner.resolve({'path': params['path'], 'name': params['name'], 'replace': params['replace'],
+                             'requires': params['requires']})
     index = _position(live, wanted.name)
     if index is not None and same_build(live[index], wanted)[0]:
         return kept
     if wanted.replace:
-        # It retires everything below it when it lands (livepatch-kernel.md §3.4).
+        # It retires everything below it when it lands (docs/developer.md §3.4).
         return [wanted]
     if index is not None:
         _refuse_middle(live, index, params['pop_above'], 'replacing it with another build')
@@ -248,22 +262,8 @@ def desired_stack(params, snapshot, check_mode=False):
 
 
 def main():
-    argument_spec = dict(
-        path=dict(type='path'),
-        name=dict(type='str'),
-        state=dict(type='str', default='present', choices=['present', 'absent']),
-        replace=dict(type='bool', default=False),
-        requires=dict(type='list', elements='str', default=[]),
-        pop_above=dict(type='bool', default=False),
-    )
-    argument_spec.update(transition_argument_spec())
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        required_if=[('state', 'present', ('path',))],
-        required_one_of=[('path', 'name')],
-        supports_check_mode=True,
-    )
-    Runner(module).run(lambda snapshot: desired_stack(module.params, snapshot, module.check_mode))
+    module = AnsibleModule(**livepatch_spec())
+    Runner(module).run(desired_stack)
 
 
 if __name__ == '__main__':

@@ -74,16 +74,6 @@ options:
     elements: dict
     default: []
     suboptions: *patch_options
-  record:
-    description:
-      - After a successful run, write the resulting stack (name, path, build ID, replace) as JSON to this file, so
-        that it can be applied again after a reboot; the role
-        R(kernelops.livepatch.livepatch_stack,ansible_collections.kernelops.livepatch.livepatch_stack_role) points its
-        boot unit at it.
-      - Written atomically (temporary file, fsync, rename), and only when its content changes.
-      - In check mode, a file given in O(stack) or O(push) that does not exist on the host yet is planned by name, as a
-        new build, instead of being refused; the role copies patch files in the same run.
-    type: path
 attributes:
   check_mode:
     support: full
@@ -347,14 +337,17 @@ error_detail:
       type: float
       sample: 1.05
 rule:
-  description: The rule the request would break, when the module refused it (for example V(replace_not_at_bottom),
-    V(duplicate_name), V(release_mismatch), V(not_livepatch), V(transition_running)).
-  returned: when the module refused the request
+  description:
+    - The rule the request would break, when the module refused it (for example V(replace_not_at_bottom),
+      V(duplicate_name), V(release_mismatch), V(not_livepatch), V(transition_running), V(relative_path),
+      V(bad_record)), or what failed (V(step_failed), V(lock_timeout), V(unexpected_result)).
+    - V(internal_error) is a bug of this collection; the result still carries RV(stack) as observed after it.
+  returned: when the module failed
   type: str
   sample: replace_not_at_bottom
 patches:
-  description: The patches a refusal is about.
-  returned: when the module refused the request
+  description: The patches a refusal is about (empty when it is about no patch in particular).
+  returned: when the module failed
   type: list
   elements: str
   sample: [lp_cumulative_7, lp_cve_2026_0001]
@@ -362,42 +355,30 @@ patches:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kernelops.livepatch.plugins.module_utils._common import (
-    BadInput, Runner, patch_spec, resolve, transition_argument_spec, wanted_from_live,
-)
+from ansible_collections.kernelops.livepatch.plugins.module_utils._errors import LivepatchError
+from ansible_collections.kernelops.livepatch.plugins.module_utils._runner import Runner, wanted_from_live
+from ansible_collections.kernelops.livepatch.plugins.module_utils._spec import livepatch_stack_spec
 
 
-def desired_stack(params, snapshot, check_mode=False):
+def desired_stack(runner, snapshot):
     """The wanted stack: the given list, or the bottom ``pop_to`` live patches plus ``push``."""
-    release = snapshot.kernel_release
+    params = runner.params
     if params['stack'] is not None:
-        return [resolve(entry, release, check_mode) for entry in params['stack']]
+        return [runner.resolve(entry) for entry in params['stack']]
     live = snapshot.live_stack
     if params['pop_to'] < 0:
-        raise BadInput('pop_to must be 0 or more, not %d' % params['pop_to'], rule='bad_input')
+        raise LivepatchError('bad_input', 'pop_to must be 0 or more, not %d' % params['pop_to'])
     if params['pop_to'] > len(live):
-        raise BadInput('pop_to=%d, but the live stack has only %d patches (%s)'
-                       % (params['pop_to'], len(live), ', '.join(p.name for p in live) or 'none'),
-                       [p.name for p in live], 'pop_to_beyond_stack')
+        raise LivepatchError('pop_to_beyond_stack', 'pop_to=%d, but the live stack has only %d patches (%s)'
+                             % (params['pop_to'], len(live), ', '.join(p.name for p in live) or 'none'),
+                             [p.name for p in live])
     kept = [wanted_from_live(patch) for patch in live[:params['pop_to']]]
-    return kept + [resolve(entry, release, check_mode) for entry in params['push']]
+    return kept + [runner.resolve(entry) for entry in params['push']]
 
 
 def main():
-    argument_spec = dict(
-        stack=dict(type='list', elements='dict', options=patch_spec()),
-        pop_to=dict(type='int'),
-        push=dict(type='list', elements='dict', options=patch_spec(), default=[]),
-        record=dict(type='path'),
-    )
-    argument_spec.update(transition_argument_spec())
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        mutually_exclusive=[('stack', 'pop_to'), ('stack', 'push')],
-        required_one_of=[('stack', 'pop_to')],
-        supports_check_mode=True,
-    )
-    Runner(module).run(lambda snapshot: desired_stack(module.params, snapshot, module.check_mode))
+    module = AnsibleModule(**livepatch_stack_spec())
+    Runner(module).run(desired_stack)
 
 
 if __name__ == '__main__':

@@ -13,25 +13,32 @@ import pytest
 
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.kernelops.livepatch.plugins.module_utils import _common
-from ansible_collections.kernelops.livepatch.plugins.module_utils._act import HostLock, Journal
+from ansible_collections.kernelops.livepatch.plugins.module_utils import _runner
+from ansible_collections.kernelops.livepatch.plugins.module_utils._host import HostLock, Journal
 from ansible_collections.kernelops.livepatch.plugins.modules import livepatch, livepatch_info, livepatch_stack
 
 from kernel_model import KernelModel
 from kofactory import make_ko
 
 
-class Host(object):
+class Host:
+    """The kernel model, a lock file and a journal under tmp_path, standing in for the managed host."""
+
     def __init__(self, tmp_path, monkeypatch, version='7.2', root=True):
         (tmp_path / 'root').mkdir()
         self.model = KernelModel(str(tmp_path / 'root'), version)
         self.dir = tmp_path / 'files'
         self.dir.mkdir()
-        monkeypatch.setattr(_common, 'HostKernel', lambda module: self.model)
-        lock = str(tmp_path / 'lock')
-        monkeypatch.setattr(_common, 'HostLock', lambda timeout: HostLock(lock, timeout, self.model.clock))
-        monkeypatch.setattr(_common, 'Journal', lambda: Journal(str(tmp_path / 'run')))
-        monkeypatch.setattr(_common.os, 'geteuid', lambda: 0 if root else 1000)
+        self.lock_path = str(tmp_path / 'lock')
+        self.journal = Journal(str(tmp_path / 'run'))
+        self.root = root
+        self.locks = []
+        monkeypatch.setattr(_runner, 'real_host', self.host)
+
+    def host(self, module):
+        lock = HostLock(self.lock_path, module.params['lock_timeout'], self.model.clock)
+        self.locks.append(lock)
+        return _runner.Host(kernel=self.model, lock=lock, journal=self.journal, is_root=self.root)
 
     def ko(self, name, build='v1', **kwargs):
         path = str(self.dir / ('%s-%s.ko' % (name, build)))
@@ -54,6 +61,8 @@ def run(module, capsys, check=False, diff=False, **args):
         module.main()
     result = json.loads(capsys.readouterr().out)
     result['rc'] = info.value.code
+    # A bug must never pass for a refusal: no scenario of these tests may end in one.
+    assert result.get('rule') != 'internal_error', result
     return result
 
 
@@ -281,3 +290,169 @@ def test_forced_patching_of_a_plain_patch_does_not_pin_it_since_5_18(host, capsy
     assert pushed['forced'] == ['lab_block']
     popped = run(livepatch_stack, capsys, stack=[])
     assert popped['rc'] == 0 and popped['leftovers'] == [] and host.model.live_names() == []
+
+
+# -- the boot record is written under the host lock (issue 10, finding 5) ----------------------
+
+class LockThen:
+    """A host lock that runs ``then`` right after it is released: an overlapping run's chance."""
+
+    def __init__(self, lock, then):
+        self.lock, self.then = lock, then
+
+    def __enter__(self):
+        self.lock.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.lock.__exit__(*exc)
+        then, self.then = self.then, None
+        if then is not None:
+            then()
+        return False
+
+
+def read_record(path):
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def test_overlapping_changing_runs_leave_the_record_equal_to_the_kernel(host, capsys, monkeypatch, tmp_path):
+    record = str(tmp_path / 'state' / 'stack.json')
+    stack(host, capsys, ['a'], record=record)
+    a, b, c = host.ko('a'), host.ko('b'), host.ko('c')
+    seen = {}
+
+    def second_run():
+        seen['second'] = run(livepatch_stack, capsys, stack=[{'path': a}, {'path': c}], record=record)
+
+    make_host = host.host
+
+    def first_host(module):
+        made = make_host(module)
+        monkeypatch.setattr(_runner, 'real_host', make_host)  # the second run gets a plain lock
+        return _runner.Host(kernel=made.kernel, lock=LockThen(made.lock, second_run), journal=made.journal,
+                            is_root=True)
+
+    monkeypatch.setattr(_runner, 'real_host', first_host)
+    first = run(livepatch_stack, capsys, stack=[{'path': a}, {'path': b}], record=record)
+    assert first['rc'] == 0 and seen['second']['rc'] == 0, (first, seen)
+    assert host.model.live_names() == ['a', 'c']
+    assert [entry['name'] for entry in read_record(record)['stack']] == host.model.live_names()
+
+
+def test_a_run_with_nothing_to_change_records_under_the_lock(host, capsys, monkeypatch, tmp_path):
+    record = str(tmp_path / 'stack.json')
+    a, b, c = host.ko('a'), host.ko('b'), host.ko('c')
+    stack(host, capsys, [a.rsplit('/', 1)[1][:-6] + '@v1', 'b'], record=record)
+    observe = host.model.observe
+    seen = {}
+
+    def observe_then_let_another_run_in(*args, **kwargs):
+        snapshot = observe(*args, **kwargs)
+        if not seen:  # right after the first look of the run below
+            seen['second'] = None
+            seen['second'] = run(livepatch_stack, capsys, stack=[{'path': a}, {'path': c}], record=record)
+        return snapshot
+
+    monkeypatch.setattr(host.model, 'observe', observe_then_let_another_run_in)
+    first = run(livepatch_stack, capsys, stack=[{'path': a}, {'path': b}], record=record)
+    assert first['rc'] == 0 and seen['second']['rc'] == 0, (first, seen)
+    assert [entry['name'] for entry in read_record(record)['stack']] == host.model.live_names()
+
+
+# -- paths and the record's shape (issue 10, finding 8, module side) -------------------------
+
+def test_relative_path_is_refused_before_anything_changes(host, capsys, monkeypatch):
+    stack(host, capsys, ['a'])
+    before = host.model.events[:]
+    monkeypatch.chdir(str(host.dir))
+    for check in (False, True):
+        result = run(livepatch_stack, capsys, check=check, stack=[{'path': host.ko('a')}, {'path': 'b-v1.ko'}])
+        assert result['rc'] == 1 and result['rule'] == 'relative_path' and 'b-v1.ko' in result['msg'], result
+    single = run(livepatch, capsys, path='./b-v1.ko')
+    assert single['rc'] == 1 and single['rule'] == 'relative_path'
+    assert host.model.events == before and host.model.live_names() == ['a']
+
+
+def test_record_paths_are_absolute_and_normalised(host, capsys, tmp_path):
+    record = str(tmp_path / 'stack.json')
+    host.ko('a')
+    messy = str(host.dir) + '/.//../files/a-v1.ko'
+    result = run(livepatch_stack, capsys, stack=[{'path': messy}], record=record)
+    assert result['rc'] == 0
+    data = read_record(record)
+    assert data['schema'] == 2
+    assert data['stack'][0]['path'] == str(host.dir / 'a-v1.ko')
+
+
+@pytest.mark.parametrize('content, words', [
+    ('{not json', 'cannot be read as JSON'),
+    ('[]', 'not a JSON object'),
+    ('{"schema": 3, "kernel_release": "x", "stack": []}', 'schema 3'),
+    ('{"schema": 2, "stack": []}', 'kernel_release is missing'),
+    ('{"schema": 2, "kernel_release": "x", "stack": {"name": "a"}}', 'stack is not a list'),
+    ('{"schema": 2, "kernel_release": "x", "stack": ["a"]}', 'stack entry 1 is not an object'),
+    ('{"schema": 2, "kernel_release": "x", "stack": [{"path": "/a.ko"}]}', 'stack entry 1 has no name'),
+    ('{"schema": 2, "kernel_release": "x", "stack": [{"name": "a", "path": "a.ko", "replace": false}]}',
+     'not absolute and normalised'),
+    ('{"schema": 2, "kernel_release": "x", "stack": [{"name": "a", "path": null, "replace": "yes"}]}',
+     'replace is not true or false'),
+])
+def test_a_record_of_another_shape_is_refused_with_nothing_changed(host, capsys, tmp_path, content, words):
+    stack(host, capsys, ['a'])
+    before = host.model.events[:]
+    record = tmp_path / 'stack.json'
+    record.write_text(content)
+    for check in (False, True):
+        result = run(livepatch_stack, capsys, check=check, stack=[{'path': host.ko('a')}, {'path': host.ko('b')}],
+                     record=str(record))
+        assert result['rc'] == 1 and result['rule'] == 'bad_record', result
+        assert words in result['msg'] and str(record) in result['msg']
+    assert host.model.events == before and host.model.live_names() == ['a']
+    assert record.read_text() == content
+
+
+def test_a_record_written_by_0_1_0_is_read_and_rewritten_as_schema_2(host, capsys, tmp_path):
+    record = tmp_path / 'stack.json'
+    path = host.ko('a')
+    record.write_text(json.dumps({'kernel_release': host.model.release,
+                                  'stack': [{'name': 'a', 'path': path, 'build_id': None, 'replace': False}]}))
+    result = run(livepatch_stack, capsys, stack=[{'path': path}], record=str(record))
+    assert result['rc'] == 0 and read_record(str(record))['schema'] == 2
+
+
+# -- one error type, and a JSON result whatever happens ---------------------------------------
+
+def test_lock_timeout_is_a_rule(host, capsys):
+    import fcntl
+    import os
+    fd = os.open(host.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        result = stack(host, capsys, ['a'], lock_timeout=0.5)
+    finally:
+        os.close(fd)
+    assert result['rc'] == 1 and result['rule'] == 'lock_timeout' and result['lock'] == host.lock_path
+    assert host.model.live_names() == [] and result['changed'] is False
+
+
+def test_an_unexpected_exception_still_gives_json_with_the_stack(host, capsys, monkeypatch):
+    stack(host, capsys, ['a'])
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError('a bug')
+
+    monkeypatch.setattr(_runner, 'plan_stack', broken)
+    with patch_module_args({'stack': [{'path': host.ko('a')}]}), pytest.raises(SystemExit) as info:
+        livepatch_stack.main()
+    result = json.loads(capsys.readouterr().out)
+    assert info.value.code == 1 and result['rule'] == 'internal_error'
+    assert 'ZeroDivisionError: a bug' in result['msg']
+    assert [patch['name'] for patch in result['stack']] == ['a']
+
+
+def test_every_refusal_names_its_rule_and_patches(host, capsys):
+    stack(host, capsys, ['a'])
+    result = run(livepatch_stack, capsys, pop_to=-1)
+    assert result['rc'] == 1 and result['rule'] == 'bad_input' and result['patches'] == []

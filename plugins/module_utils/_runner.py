@@ -1,0 +1,340 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, kernelops.livepatch contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""One run of a module that changes the livepatch stack.
+
+PRIVATE: this module_util may change at any time.
+
+observe -> resolve the wanted patches (each file read and checked once) -> plan -> (check mode
+stops here) -> take the host lock -> observe and plan again (another run may have held the
+lock) -> wait for the kernel to be idle -> observe and plan again -> converge -> write the boot
+record -> result. Every refusal is a :class:`LivepatchError`, turned into ``fail_json`` in one
+place (:meth:`Runner.run`); anything else still ends in a JSON result (rule ``internal_error``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import traceback
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+
+from ansible_collections.kernelops.livepatch.plugins.module_utils._act import Executor, HostKernel, converge
+from ansible_collections.kernelops.livepatch.plugins.module_utils._errors import LivepatchError
+from ansible_collections.kernelops.livepatch.plugins.module_utils._host import (
+    BootRecord, HostLock, Journal, RecordEntry, ours_from, read_record, write_record,
+)
+from ansible_collections.kernelops.livepatch.plugins.module_utils._kofile import (
+    KoFileError, module_name_from_path, read_kofile,
+)
+from ansible_collections.kernelops.livepatch.plugins.module_utils._observe import ObserveError
+from ansible_collections.kernelops.livepatch.plugins.module_utils._plan import Refusal, Wanted, plan_stack, same_build
+from ansible_collections.kernelops.livepatch.plugins.module_utils._values import value_object
+
+__all__ = ['Host', 'real_host', 'Runner', 'normalise_name', 'same_build', 'patch_name_of']
+
+# Until the planner takes ``foreign``/``ours`` (CONTRACTS: plan_stack), plan as before.
+_PLAN_KNOWS_FOREIGN = 'foreign' in inspect.signature(plan_stack).parameters
+
+
+def normalise_name(name: str) -> str:
+    """The kernel's module name: dashes become underscores (docs/developer.md §2.5)."""
+    return name.replace('-', '_')
+
+
+def patch_name_of(name: Optional[str], path: Optional[str]) -> str:
+    """The patch a ``name`` or a file ``path`` stands for, without reading the file."""
+    return normalise_name(name or module_name_from_path(path or ''))
+
+
+@value_object
+class Host:
+    """Where a run acts: the kernel, the host lock, the journal, and whether we are root."""
+
+    kernel: Any
+    lock: Any
+    journal: Any
+    is_root: bool
+
+
+def real_host(module: Any) -> Host:
+    """The managed host itself. Tests replace this function with one returning a kernel model."""
+    return Host(kernel=HostKernel(module), lock=HostLock(timeout=module.params['lock_timeout']),
+                journal=Journal(), is_root=os.geteuid() == 0)
+
+
+def wanted_from_live(patch: Any) -> Wanted:
+    """A live patch that is simply kept: no file needed."""
+    return Wanted(name=patch.name, path=None, build_id=patch.build_id, srcversion=patch.srcversion,
+                  replace=bool(patch.replace))
+
+
+def describe_stack(patches: Sequence[Any]) -> str:
+    """One line per patch, bottom first, for Ansible's diff view."""
+    lines = []
+    for position, patch in enumerate(patches, 1):
+        build = (patch.build_id or '')[:12]
+        lines.append('%d. %s%s%s' % (position, patch.name, ' (build %s)' % build if build else '',
+                                     ' [replace]' if getattr(patch, 'replace', False) else ''))
+    return '\n'.join(lines) + ('\n' if lines else '')
+
+
+def _stack_dicts(snapshot: Any) -> List[Dict[str, Any]]:
+    return [patch.as_dict() for patch in snapshot.stack]
+
+
+def _final_words(final: Any, rollback: Optional[Mapping[str, Any]]) -> str:
+    stack = ', '.join(final.names()) or 'empty'
+    if rollback and rollback.get('attempted') and rollback.get('succeeded'):
+        return '. Rolled back: the stack is as before the run (%s).' % stack
+    reason = (rollback or {}).get('reason')
+    return '. The stack is now (bottom first): %s%s.' % (stack, '; not rolled back: %s' % reason if reason else '')
+
+
+class Runner:
+    """One run: ``desired(runner, snapshot)`` returns the wanted stack, bottom first."""
+
+    def __init__(self, module: Any, host: Optional[Host] = None) -> None:
+        self.module = module
+        self.params = module.params
+        self.host = host or real_host(module)
+        self.result: Dict[str, Any] = {'changed': False}
+        self.snapshot: Any = None
+        self._resolved: Dict[Any, Wanted] = {}
+
+    # -- the one place a failure becomes a result --------------------------------------------
+    def run(self, desired: Callable[['Runner', Any], List[Wanted]]) -> None:
+        try:
+            self._run(desired)
+        except LivepatchError as exc:
+            self._fail(exc)
+        except Refusal as exc:  # until the planner raises LivepatchError itself (CONTRACTS: errors)
+            self._fail(LivepatchError(exc.rule, exc.message, exc.patches))
+        except Exception as exc:  # pylint: disable=broad-except
+            # A bug must still leave a JSON result and the stack as it is now, never a traceback.
+            trace = traceback.format_exc()
+            error = LivepatchError('internal_error', 'internal error (%s: %s); please report it'
+                                   % (type(exc).__name__, exc))
+            try:
+                self.snapshot = self.host.kernel.observe()
+            except Exception:  # pylint: disable=broad-except
+                pass
+            self._fail(error, exception=trace)
+        self.module.exit_json(**self.result)
+
+    def _fail(self, exc: LivepatchError, **extra: Any) -> None:
+        self.result.update(exc.detail)
+        self.result.update(extra)
+        if self.snapshot is not None and 'stack' not in self.result:
+            self.result['stack'] = _stack_dicts(self.snapshot)
+        self.module.fail_json(msg=exc.message, rule=exc.rule, patches=exc.patches, **self.result)
+
+    # -- reading --------------------------------------------------------------------------
+    def observe(self) -> Any:
+        try:
+            snapshot = self.host.kernel.observe()
+        except ObserveError as exc:
+            raise LivepatchError('observe_failed', str(exc))
+        self.snapshot = snapshot
+        if not snapshot.livepatch_supported:
+            raise LivepatchError('no_livepatch', 'kernel %s has no livepatch support (/sys/kernel/livepatch is missing: '
+                                 'CONFIG_LIVEPATCH is not set)' % snapshot.kernel_release)
+        for warning in snapshot.warnings:
+            self.module.warn(warning)
+        return snapshot
+
+    def resolve(self, entry: Mapping[str, Any]) -> Wanted:
+        """The wanted patch a ``path`` entry names, its file read and checked once per run.
+
+        The file must exist, be a livepatch module (``livepatch=Y``, docs/developer.md §2.5),
+        be built for the running kernel (first word of ``vermagic``), and carry the name given.
+        """
+        key = (entry['path'], entry.get('name'), bool(entry.get('replace')), tuple(entry.get('requires') or ()))
+        if key not in self._resolved:
+            self._resolved[key] = self._resolve(entry)
+        return self._resolved[key]
+
+    def _resolve(self, entry: Mapping[str, Any]) -> Wanted:
+        path, given = entry['path'], entry.get('name')
+        label = given or path
+        if not os.path.isabs(path):
+            # The boot unit and the module run from different directories: only an absolute
+            # path names the same file for both.
+            raise LivepatchError('relative_path', 'patch file %s is a relative path; give the absolute path of the '
+                                 'file on the managed host' % path, [label])
+        path = os.path.normpath(path)
+        replace, requires = bool(entry.get('replace')), tuple(entry.get('requires') or ())
+        if not os.path.exists(path) and self.module.check_mode:
+            # In check mode the role has not copied the file yet: plan with the name alone and
+            # count it as a new build (a real run reads the file and compares builds).
+            return Wanted(name=patch_name_of(given, path), path=path, build_id='not-on-host-yet', replace=replace,
+                          requires=requires)
+        if not os.path.exists(path):
+            raise LivepatchError('missing_file', 'patch file %s does not exist on the host' % path, [label])
+        try:
+            kofile = read_kofile(path)
+        except KoFileError as exc:
+            raise LivepatchError('not_a_module', str(exc), [label])
+        name = given or kofile.name or module_name_from_path(path)
+        if not kofile.livepatch:
+            raise LivepatchError('not_livepatch', '%s (module %s) is not a livepatch module: its .modinfo lacks '
+                                 'livepatch=Y, and the kernel would refuse to enable it' % (path, kofile.name), [name])
+        if normalise_name(name) != kofile.name:
+            raise LivepatchError('name_mismatch', '%s is module %s, not %s: the kernel names the patch after the module '
+                                 '(/sys/kernel/livepatch/%s)' % (path, kofile.name, name, kofile.name), [name])
+        release = self.snapshot.kernel_release if self.snapshot is not None else None
+        if release and kofile.release != release:
+            raise LivepatchError('release_mismatch', '%s was built for kernel %s (vermagic "%s"), but the running '
+                                 'kernel is %s' % (path, kofile.release, kofile.vermagic, release), [name])
+        return Wanted(name=kofile.name, path=path, build_id=kofile.build_id, srcversion=kofile.srcversion,
+                      replace=replace, requires=requires)
+
+    def read_record(self) -> Optional[BootRecord]:
+        path = self.params.get('record')
+        if not path:
+            return None
+        if not os.path.isabs(path):
+            raise LivepatchError('relative_path', 'record %s is a relative path; give an absolute path' % path)
+        return read_record(os.path.normpath(path))
+
+    # -- deciding -------------------------------------------------------------------------
+    def look(self, desired: Callable[['Runner', Any], List[Wanted]]) -> Any:
+        """Observe, decide the wanted stack, plan; the result reports this (latest) plan."""
+        snapshot = self.observe()
+        wanted = list(desired(self, snapshot))
+        options: Dict[str, Any] = {'unload_retired': self.params['unload_retired']}
+        if _PLAN_KNOWS_FOREIGN:
+            options.update(foreign=self.params['foreign'],
+                           ours=ours_from(self.host.journal.read(), self.read_record()))
+        else:
+            self.read_record()  # validated before anything changes, even before the planner uses it
+        plan = plan_stack(snapshot, wanted, **options)
+        by_name = dict((want.name, want) for want in wanted)
+        self.result.update({
+            'changed': plan.changes,
+            'plan': [step.as_dict() for step in plan.steps],
+            'stack_before': [patch.name for patch in snapshot.live_stack],
+            'stack_after': list(plan.after),
+            'kept': plan.kept,
+        })
+        if plan.notes:
+            self.result['notes'] = list(plan.notes)
+        if self.module._diff:
+            self.result['diff'] = {'before': describe_stack(snapshot.live_stack),
+                                   'after': describe_stack([by_name[name] for name in plan.after]),
+                                   'before_header': 'livepatch stack (bottom first)',
+                                   'after_header': 'livepatch stack (bottom first)'}
+        return snapshot, plan, wanted
+
+    def _report_state(self, snapshot: Any) -> None:
+        self.result.update({'stack': _stack_dicts(snapshot),
+                            'leftovers': [leftover.as_dict() for leftover in snapshot.leftovers],
+                            'reboot_required': snapshot.reboot_required})
+
+    # -- acting ---------------------------------------------------------------------------
+    def _run(self, desired: Callable[['Runner', Any], List[Wanted]]) -> None:
+        snapshot, plan, _wanted = self.look(desired)
+        if self.module.check_mode or (not plan.changes and not self.params.get('record')):
+            # What is loaded now matters even when nothing will change (a forced module from an
+            # earlier run still needs a reboot).
+            self._report_state(snapshot)
+            if snapshot.transition is not None and plan.changes:
+                self.module.warn('patch %s is in transition (%s); the plan assumes it completes'
+                                 % (snapshot.transition.patch, snapshot.transition.direction))
+            return
+        self.result['changed'] = False  # from here on, "changed" is what was done, not what was planned
+        if not self.host.is_root:
+            raise LivepatchError('not_root', 'changing the livepatch stack or its boot record needs root '
+                                 '(become: true); the plan is in "plan"')
+        if plan.changes and snapshot.transition is not None and not self.params['wait']:
+            raise LivepatchError('transition_running', 'patch %s is in transition (%s) and wait=false; nothing was '
+                                 'changed' % (snapshot.transition.patch, snapshot.transition.direction))
+        with self.host.lock:
+            # Everything from here to the record is done holding the lock (docs/developer.md §8):
+            # another run may have changed the stack while we waited for it.
+            self._converge_locked(desired)
+
+    def _converge_locked(self, desired: Callable[['Runner', Any], List[Wanted]]) -> None:
+        kernel = self.host.kernel
+        snapshot, plan, wanted = self.look(desired)
+        executor = None
+        if plan.changes:
+            executor = Executor(kernel, snapshot.capabilities, timeout=self.params['timeout'],
+                                on_stall=self.params['on_stall'], journal=self.host.journal, clock=kernel.clock,
+                                warn=self.module.warn)
+            if not self.params['wait'] and kernel.transition_patch() is not None:
+                raise LivepatchError('transition_running', 'a transition started while waiting for the lock and '
+                                     'wait=false; nothing was changed')
+            try:
+                executor.wait_idle()
+            except Exception as exc:  # _act.StallError until the kernel layer raises LivepatchError
+                detail = getattr(exc, 'detail', {})
+                raise LivepatchError('transition_running', getattr(exc, 'message', str(exc)), detail=detail)
+            snapshot, plan, wanted = self.look(desired)
+            executor.caps = snapshot.capabilities
+        if not plan.changes:
+            final = snapshot
+            self._report_state(final)
+        else:
+            final = self._converge(snapshot, plan, wanted, executor)
+        live = [patch.name for patch in final.live_stack]
+        builds_match = all(same_build(patch, want)[0] for patch, want in zip(final.live_stack, wanted))
+        if live != list(plan.after) or not builds_match:
+            raise LivepatchError('unexpected_result', 'the stack after the run is %s, not the planned %s (a replace '
+                                 'patch not declared with replace=true retires the patches below it)'
+                                 % (live, list(plan.after)))
+        self._write_record(wanted)
+
+    def _converge(self, snapshot: Any, plan: Any, wanted: List[Wanted], executor: Any) -> Any:
+        outcome = converge(self.host.kernel, wanted, plan, executor, snapshot.live_stack,
+                           rollback=self.params['rollback'], journal_entries=self.host.journal.read())
+        final = outcome['snapshot']
+        self.snapshot = final
+        self._report_state(final)
+        self.result.update({
+            'steps': [record.as_dict() for record in executor.records],
+            'reboot_required': final.reboot_required or bool(executor.forced),
+            'changed': any(r.changed_kernel or r.phase == 'rollback' for r in executor.records),
+        })
+        if executor.forced:
+            self.result['forced'] = list(executor.forced)
+        if self.module._diff:
+            self.result['diff']['after'] = describe_stack(final.live_stack)
+        if outcome['failed']:
+            self.result['rollback'] = outcome['rollback']
+            raise LivepatchError('step_failed', outcome['error'] + _final_words(final, outcome['rollback']),
+                                 detail={'error_detail': outcome['error_detail']})
+        return final
+
+    def _write_record(self, wanted: List[Wanted]) -> None:
+        """Write the stack where the boot-time restore reads it, still holding the host lock.
+
+        Kept patches carry no path of their own; it comes from the previous record or the
+        journal when the build matches.
+        """
+        path = self.params.get('record')
+        if not path:
+            return
+        path = os.path.normpath(path)
+        previous = self.read_record()
+        known = dict((entry.name, entry.as_dict()) for entry in (previous.stack if previous else ()))
+        journal = self.host.journal.read()
+        stack = []
+        for want in wanted:
+            file_path = want.path
+            if not file_path:
+                for source in (known.get(want.name), journal.get(want.name)):
+                    candidate = (source or {}).get('path')
+                    if (isinstance(candidate, str) and os.path.isabs(candidate)
+                            and (not want.build_id or source.get('build_id') == want.build_id)):
+                        file_path = os.path.normpath(candidate)
+                        break
+            stack.append(RecordEntry(name=want.name, path=file_path, build_id=want.build_id, replace=want.replace))
+        if write_record(path, BootRecord(kernel_release=self.snapshot.kernel_release, stack=tuple(stack))):
+            self.result['changed'] = True
+        self.result['record'] = path
+        missing = [entry.name for entry in stack if not entry.path]
+        if missing:
+            self.module.warn('no file is known for %s, so the boot-time restore cannot load it' % ', '.join(missing))
