@@ -62,6 +62,20 @@ options:
       - Modules left by a forced transition cannot be unloaded; they are reported and RV(reboot_required) is set.
     type: bool
     default: true
+  foreign:
+    description:
+      - What to do with live patches this collection did not load (a vendor's C(kpatch) package, another tool's
+        module). A live patch is ours when the journal this collection keeps under C(/run/kernelops-livepatch) (files
+        it loaded since boot) or the boot record O(record) names it with the same build; anything else is foreign.
+      - V(refuse) fails before anything changes when the plan would disable, unload or replace a foreign patch, naming
+        each one and its position from the bottom of the stack (rule V(foreign_patch)).
+      - V(keep) leaves the foreign live patches where they are, as a fixed bottom, and converges the desired stack
+        above them; a plan that would still have to touch one (a patch of yours below it, a replace patch) is
+        refused.
+      - V(pop) treats foreign patches like any other, so they are popped when they are not in the desired stack.
+    type: str
+    choices: [refuse, keep, pop]
+    default: refuse
   record:
     description:
       - After a successful run, write the resulting stack (name, path, build ID, replace) as JSON to this file, so
@@ -71,6 +85,8 @@ options:
       - Must be an absolute path. Written atomically (temporary file, fsync, rename) while the host lock is held, and
         only when its content changes. The file carries C(schema) 2; a file of another shape is refused (rule
         V(bad_record)) before anything changes, and never overwritten.
+      - Its patches count as ours for O(foreign). Foreign patches kept by O(foreign=keep) are not recorded; their own
+        tool loads them at boot.
       - In check mode, a patch file that does not exist on the host yet is planned by name, as a new build, instead of
         being refused; the role copies patch files in the same run.
     type: path

@@ -16,10 +16,9 @@ place (:meth:`Runner.run`); anything else still ends in a JSON result (rule ``in
 
 from __future__ import annotations
 
-import inspect
 import os
 import traceback
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set
 
 from ansible_collections.kernelops.livepatch.plugins.module_utils._act import Executor, HostKernel, converge
 from ansible_collections.kernelops.livepatch.plugins.module_utils._errors import LivepatchError
@@ -30,13 +29,10 @@ from ansible_collections.kernelops.livepatch.plugins.module_utils._kofile import
     KoFileError, module_name_from_path, read_kofile,
 )
 from ansible_collections.kernelops.livepatch.plugins.module_utils._observe import ObserveError
-from ansible_collections.kernelops.livepatch.plugins.module_utils._plan import Refusal, Wanted, plan_stack, same_build
+from ansible_collections.kernelops.livepatch.plugins.module_utils._plan import Wanted, plan_stack, same_build
 from ansible_collections.kernelops.livepatch.plugins.module_utils._values import value_object
 
 __all__ = ['Host', 'real_host', 'Runner', 'normalise_name', 'same_build', 'patch_name_of']
-
-# Until the planner takes ``foreign``/``ours`` (CONTRACTS: plan_stack), plan as before.
-_PLAN_KNOWS_FOREIGN = 'foreign' in inspect.signature(plan_stack).parameters
 
 
 def normalise_name(name: str) -> str:
@@ -110,8 +106,6 @@ class Runner:
             self._run(desired)
         except LivepatchError as exc:
             self._fail(exc)
-        except Refusal as exc:  # until the planner raises LivepatchError itself (CONTRACTS: errors)
-            self._fail(LivepatchError(exc.rule, exc.message, exc.patches))
         except Exception as exc:  # pylint: disable=broad-except
             # A bug must still leave a JSON result and the stack as it is now, never a traceback.
             trace = traceback.format_exc()
@@ -204,13 +198,13 @@ class Runner:
         """Observe, decide the wanted stack, plan; the result reports this (latest) plan."""
         snapshot = self.observe()
         wanted = list(desired(self, snapshot))
-        options: Dict[str, Any] = {'unload_retired': self.params['unload_retired']}
-        if _PLAN_KNOWS_FOREIGN:
-            options.update(foreign=self.params['foreign'],
-                           ours=ours_from(self.host.journal.read(), self.read_record()))
-        else:
-            self.read_record()  # validated before anything changes, even before the planner uses it
-        plan = plan_stack(snapshot, wanted, **options)
+        # Ours: what the journal says this collection loaded since boot, and the boot record
+        # (the restore at boot loaded those); read and validated before anything changes.
+        ours = ours_from(self.host.journal.read(), self.read_record())
+        plan = plan_stack(snapshot, wanted, unload_retired=self.params['unload_retired'],
+                          foreign=self.params['foreign'], ours=ours)
+        # With foreign: keep the planner puts the foreign live patches at the bottom of the stack.
+        wanted = list(plan.wanted)
         by_name = dict((want.name, want) for want in wanted)
         self.result.update({
             'changed': plan.changes,
@@ -218,6 +212,7 @@ class Runner:
             'stack_before': [patch.name for patch in snapshot.live_stack],
             'stack_after': list(plan.after),
             'kept': plan.kept,
+            'foreign': [patch.as_dict() for patch in plan.foreign],
         })
         if plan.notes:
             self.result['notes'] = list(plan.notes)
@@ -285,7 +280,7 @@ class Runner:
             raise LivepatchError('unexpected_result', 'the stack after the run is %s, not the planned %s (a replace '
                                  'patch not declared with replace=true retires the patches below it)'
                                  % (live, list(plan.after)))
-        self._write_record(wanted)
+        self._write_record(wanted, set(patch.name for patch in plan.foreign))
 
     def _converge(self, snapshot: Any, plan: Any, wanted: List[Wanted], executor: Any) -> Any:
         outcome = converge(self.host.kernel, wanted, plan, executor, snapshot.live_stack,
@@ -308,11 +303,12 @@ class Runner:
                                  detail={'error_detail': outcome['error_detail']})
         return final
 
-    def _write_record(self, wanted: List[Wanted]) -> None:
+    def _write_record(self, wanted: List[Wanted], foreign: Set[str]) -> None:
         """Write the stack where the boot-time restore reads it, still holding the host lock.
 
         Kept patches carry no path of their own; it comes from the previous record or the
-        journal when the build matches.
+        journal when the build matches. A foreign patch merely kept is left out: its own tool
+        loads it at boot, and a record entry would make it count as ours.
         """
         path = self.params.get('record')
         if not path:
@@ -323,6 +319,8 @@ class Runner:
         journal = self.host.journal.read()
         stack = []
         for want in wanted:
+            if want.name in foreign and not want.path:
+                continue
             file_path = want.path
             if not file_path:
                 for source in (known.get(want.name), journal.get(want.name)):

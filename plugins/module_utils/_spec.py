@@ -33,6 +33,7 @@ def changing_spec() -> Spec:
         wait=dict(type='bool', default=True),
         lock_timeout=dict(type='float', default=60.0),
         unload_retired=dict(type='bool', default=True),
+        foreign=dict(type='str', default='refuse', choices=list(FOREIGN_CHOICES)),
         record=dict(type='path'),
     )
 

@@ -113,6 +113,13 @@ EXAMPLES = r"""
     path: /var/lib/kernelops-livepatch/{{ ansible_facts.kernel }}/lp_cve_2026_0005.ko
     record: /var/lib/kernelops-livepatch/{{ ansible_facts.kernel }}/stack.json
   become: true
+
+- name: Push a patch even if the patches another tool loaded have to be popped for it
+  kernelops.livepatch.livepatch:
+    path: /var/lib/kernelops-livepatch/{{ ansible_facts.kernel }}/lp_cumulative_9.ko
+    replace: true
+    foreign: pop
+  become: true
 """
 
 RETURN = r"""
@@ -197,6 +204,26 @@ record:
   returned: when O(record) is set and the run succeeded
   type: str
   sample: /var/lib/kernelops-livepatch/6.1.0-50-amd64/stack.json
+foreign:
+  description:
+    - The live patches this collection did not load (see O(foreign)), bottom first, with their position from the
+      bottom of the live stack.
+  returned: when a plan could be made
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The patch's name.
+      type: str
+      sample: kpatch_vendor_fix
+    build_id:
+      description: Its GNU build ID, null when unknown.
+      type: str
+      sample: 9a1c44e0b2d3
+    position:
+      description: Its position in the live stack, 1 for the bottom.
+      type: int
+      sample: 1
 rule:
   description:
     - The rule the request would break, when the module refused it (for example V(not_on_top), V(relative_path),

@@ -31,6 +31,13 @@ options:
       - Also read the kernel stack (C(/proc/<pid>/task/<tid>/stack)) of every task that blocks a transition. Needs root.
     type: bool
     default: false
+  record:
+    description:
+      - The boot record written by M(kernelops.livepatch.livepatch_stack) with its O(kernelops.livepatch.livepatch_stack#module:record)
+        option. Its patches count as loaded by this collection in RV(stack[].origin) and RV(foreign), as do the
+        patches in the journal this collection keeps under C(/run/kernelops-livepatch) (below O(root)).
+      - A file of another shape is refused (rule V(bad_record)).
+    type: path
 attributes:
   check_mode:
     support: full
@@ -65,6 +72,15 @@ EXAMPLES = r"""
     blocker_stacks: true
   register: livepatch
   failed_when: livepatch.transition is not none and livepatch.transition.blockers | length > 0
+
+- name: List the live patches another tool loaded
+  kernelops.livepatch.livepatch_info:
+    record: /var/lib/kernelops-livepatch/{{ ansible_facts.kernel }}/stack.json
+  register: livepatch
+
+- name: Show them with their position from the bottom
+  ansible.builtin.debug:
+    msg: "{{ livepatch.foreign | map(attribute='name') | list }}"
 
 - name: Read a recorded tree instead of the running kernel
   kernelops.livepatch.livepatch_info:
@@ -213,6 +229,31 @@ stack:
       description: The module's C(srcversion), where the kernel shows one.
       type: str
       sample: null
+    origin:
+      description:
+        - V(ours) when this collection loaded the patch (its journal since boot, or the boot record O(record), names it
+          with the same build), V(foreign) when another tool did.
+        - Only for live patches; null for a disabled patch that is still listed (before 5.1).
+      type: str
+      sample: ours
+foreign:
+  description: The live patches this collection did not load, bottom first, with their position in the live stack.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The patch's name.
+      type: str
+      sample: kpatch_vendor_fix
+    build_id:
+      description: Its GNU build ID, null when unknown.
+      type: str
+      sample: 9a1c44e0b2d3
+    position:
+      description: Its position in the live stack, 1 for the bottom.
+      type: int
+      sample: 1
 order_source:
   description:
     - How the order of RV(stack) was found. V(stack_order) from the kernel (6.14 and later), V(proc_modules) inferred
@@ -310,6 +351,11 @@ taint:
       description: Whether bit 15, C(K) (a livepatch module was loaded since boot), is set.
       type: bool
       sample: true
+rule:
+  description: Why the module failed (V(observe_failed), V(bad_record), V(relative_path)).
+  returned: when the module failed
+  type: str
+  sample: bad_record
 warnings_seen:
   description: What could not be read cleanly (a patch that vanished while being read, garbage in a file).
   returned: always
@@ -318,25 +364,47 @@ warnings_seen:
   sample: ["patch lp_old vanished while it was read (the kernel frees patches asynchronously)"]
 """
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.kernelops.livepatch.plugins.module_utils._errors import LivepatchError
+from ansible_collections.kernelops.livepatch.plugins.module_utils._host import (
+    JOURNAL_DIR, Journal, ours_from, read_record,
+)
 from ansible_collections.kernelops.livepatch.plugins.module_utils._observe import ObserveError, observe
+from ansible_collections.kernelops.livepatch.plugins.module_utils._plan import foreign_patches
+from ansible_collections.kernelops.livepatch.plugins.module_utils._spec import livepatch_info_spec
+
+
+def read_state(params):
+    """The snapshot as a result, each live patch marked ours or foreign."""
+    root = params['root']
+    try:
+        snapshot = observe(root, blocker_stacks=params['blocker_stacks'])
+    except ObserveError as exc:
+        raise LivepatchError('observe_failed', str(exc))
+    record_path = params['record']
+    if record_path and not os.path.isabs(record_path):
+        raise LivepatchError('relative_path', 'record %s is a relative path; give an absolute path' % record_path)
+    journal = Journal(os.path.join(root, JOURNAL_DIR.lstrip('/')))
+    ours = ours_from(journal.read(), read_record(os.path.normpath(record_path)) if record_path else None)
+    foreign = foreign_patches(snapshot.live_stack, ours)
+    result = snapshot.as_dict()
+    foreign_names = set(patch.name for patch in foreign)
+    for patch, entry in zip(snapshot.stack, result['stack']):
+        entry['origin'] = None if not patch.live else ('foreign' if patch.name in foreign_names else 'ours')
+    result['foreign'] = [patch.as_dict() for patch in foreign]
+    result['warnings_seen'] = result.pop('warnings')
+    return result
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            root=dict(type='path', default='/'),
-            blocker_stacks=dict(type='bool', default=False),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(**livepatch_info_spec())
     try:
-        snapshot = observe(module.params['root'], blocker_stacks=module.params['blocker_stacks'])
-    except ObserveError as exc:
-        module.fail_json(msg=str(exc))
-    result = snapshot.as_dict()
-    result['warnings_seen'] = result.pop('warnings')
+        result = read_state(module.params)
+    except LivepatchError as exc:
+        module.fail_json(msg=exc.message, rule=exc.rule, patches=exc.patches, **exc.detail)
     for warning in result['warnings_seen']:
         module.warn(warning)
     module.exit_json(changed=False, **result)

@@ -138,6 +138,13 @@ EXAMPLES = r"""
     unload_retired: false
     lock_timeout: 120
   become: true
+
+- name: Converge above the patches another tool loaded, leaving them at the bottom
+  kernelops.livepatch.livepatch_stack:
+    stack:
+      - path: /var/lib/kernelops-livepatch/{{ ansible_facts.kernel }}/lp_cve_2026_0001.ko
+    foreign: keep
+  become: true
 """
 
 RETURN = r"""
@@ -336,6 +343,26 @@ error_detail:
       returned: when a transition stalled and O(on_stall=reverse)
       type: float
       sample: 1.05
+foreign:
+  description:
+    - The live patches this collection did not load (see O(foreign)), bottom first, with their position from the
+      bottom of the live stack.
+  returned: when a plan could be made
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The patch's name.
+      type: str
+      sample: kpatch_vendor_fix
+    build_id:
+      description: Its GNU build ID, null when unknown.
+      type: str
+      sample: 9a1c44e0b2d3
+    position:
+      description: Its position in the live stack, 1 for the bottom.
+      type: int
+      sample: 1
 rule:
   description:
     - The rule the request would break, when the module refused it (for example V(replace_not_at_bottom),

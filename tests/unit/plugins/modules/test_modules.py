@@ -30,7 +30,7 @@ class Host:
         self.dir = tmp_path / 'files'
         self.dir.mkdir()
         self.lock_path = str(tmp_path / 'lock')
-        self.journal = Journal(str(tmp_path / 'run'))
+        self.journal = Journal(str(tmp_path / 'root' / 'run' / 'kernelops-livepatch'))  # where livepatch_info reads it
         self.root = root
         self.locks = []
         monkeypatch.setattr(_runner, 'real_host', self.host)
@@ -456,3 +456,67 @@ def test_every_refusal_names_its_rule_and_patches(host, capsys):
     stack(host, capsys, ['a'])
     result = run(livepatch_stack, capsys, pop_to=-1)
     assert result['rc'] == 1 and result['rule'] == 'bad_input' and result['patches'] == []
+
+
+# -- patches this collection did not load (issue 10, finding 7) -------------------------------
+
+def foreign_host(host, capsys, tmp_path):
+    """Live: f (loaded by another tool, not in our journal), then a (ours)."""
+    host.model.insmod(host.ko('f'))
+    result = run(livepatch_stack, capsys, stack=[{'path': host.ko('f')}, {'path': host.ko('a')}], foreign='keep')
+    assert result['rc'] == 0 and host.model.live_names() == ['f', 'a']
+    return host
+
+
+def test_foreign_patch_is_refused_by_default_naming_it_and_its_position(host, capsys, tmp_path):
+    foreign_host(host, capsys, tmp_path)
+    before = host.model.events[:]
+    for check in (True, False):
+        result = run(livepatch_stack, capsys, check=check, stack=[{'path': host.ko('b')}])
+        assert result['rc'] == 1 and result['rule'] == 'foreign_patch', result
+        assert result['patches'] == ['f'] and 'position 1' in result['msg']
+        assert result['foreign'] == [{'name': 'f', 'build_id': result['foreign'][0]['build_id'], 'position': 1}]
+    single = run(livepatch, capsys, path=host.ko('R', replace=True), replace=True)
+    assert single['rc'] == 1 and single['rule'] == 'foreign_patch'
+    assert host.model.events == before and host.model.live_names() == ['f', 'a']
+
+
+def test_foreign_keep_converges_above_them_and_does_not_record_them(host, capsys, tmp_path):
+    foreign_host(host, capsys, tmp_path)
+    record = str(tmp_path / 'stack.json')
+    result = run(livepatch_stack, capsys, stack=[{'path': host.ko('b')}], foreign='keep', record=record)
+    assert result['rc'] == 0 and host.model.live_names() == ['f', 'b'], result
+    assert result['stack_after'] == ['f', 'b'] and [p['name'] for p in result['foreign']] == ['f']
+    assert [entry['name'] for entry in read_record(record)['stack']] == ['b']
+    again = run(livepatch_stack, capsys, stack=[{'path': host.ko('b')}], foreign='keep', record=record)
+    assert again['rc'] == 0 and again['changed'] is False
+
+
+def test_foreign_pop_pops_them_and_a_recorded_patch_counts_as_ours(host, capsys, tmp_path):
+    foreign_host(host, capsys, tmp_path)
+    popped = run(livepatch_stack, capsys, stack=[{'path': host.ko('a')}], foreign='pop')
+    assert popped['rc'] == 0 and host.model.live_names() == ['a']
+    host.model.insmod(host.ko('g'))   # another tool's patch, but the boot record names it
+    record = tmp_path / 'stack.json'
+    live = dict((p['name'], p['build_id']) for p in popped['stack'])
+    build = run(livepatch_info, capsys, root=host.model.root)['stack'][1]['build_id']
+    record.write_text(json.dumps({'schema': 2, 'kernel_release': host.model.release, 'stack': [
+        {'name': 'a', 'path': host.ko('a'), 'build_id': live['a'], 'replace': False},
+        {'name': 'g', 'path': host.ko('g'), 'build_id': build, 'replace': False}]}))
+    result = run(livepatch_stack, capsys, stack=[{'path': host.ko('a')}], record=str(record))
+    assert result['rc'] == 0 and host.model.live_names() == ['a'], result
+
+
+def test_info_marks_each_live_patch_ours_or_foreign(host, capsys, tmp_path):
+    foreign_host(host, capsys, tmp_path)
+    result = run(livepatch_info, capsys, root=host.model.root)
+    assert [(p['name'], p['origin']) for p in result['stack']] == [('f', 'foreign'), ('a', 'ours')]
+    assert [(p['name'], p['position']) for p in result['foreign']] == [('f', 1)]
+    record = tmp_path / 'stack.json'
+    record.write_text(json.dumps({'schema': 2, 'kernel_release': host.model.release, 'stack': [
+        {'name': 'f', 'path': None, 'build_id': result['stack'][0]['build_id'], 'replace': False}]}))
+    with_record = run(livepatch_info, capsys, root=host.model.root, record=str(record))
+    assert [p['origin'] for p in with_record['stack']] == ['ours', 'ours'] and with_record['foreign'] == []
+    record.write_text('{"schema": 2}')
+    bad = run(livepatch_info, capsys, root=host.model.root, record=str(record))
+    assert bad['rc'] == 1 and bad['rule'] == 'bad_record'
