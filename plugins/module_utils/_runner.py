@@ -26,18 +26,13 @@ from ansible_collections.kernelops.livepatch.plugins.module_utils._host import (
     BootRecord, HostLock, Journal, RecordEntry, ours_from, read_record, write_record,
 )
 from ansible_collections.kernelops.livepatch.plugins.module_utils._kofile import (
-    KoFileError, module_name_from_path, read_kofile,
+    MISSING_FILE, FileTrust, KoFileError, ModuleImage, module_name_from_path, normalise_name, open_module,
 )
 from ansible_collections.kernelops.livepatch.plugins.module_utils._observe import ObserveError
 from ansible_collections.kernelops.livepatch.plugins.module_utils._plan import Wanted, plan_stack, same_build
 from ansible_collections.kernelops.livepatch.plugins.module_utils._values import value_object
 
-__all__ = ['Host', 'real_host', 'Runner', 'normalise_name', 'same_build', 'patch_name_of']
-
-
-def normalise_name(name: str) -> str:
-    """The kernel's module name: dashes become underscores (docs/developer.md §2.5)."""
-    return name.replace('-', '_')
+__all__ = ['Host', 'real_host', 'Runner', 'same_build', 'patch_name_of']
 
 
 def patch_name_of(name: Optional[str], path: Optional[str]) -> str:
@@ -47,18 +42,23 @@ def patch_name_of(name: Optional[str], path: Optional[str]) -> str:
 
 @value_object
 class Host:
-    """Where a run acts: the kernel, the host lock, the journal, and whether we are root."""
+    """Where a run acts: the kernel, the host lock, the journal, whether we are root, whose files to trust."""
 
     kernel: Any
     lock: Any
     journal: Any
     is_root: bool
+    trust: FileTrust = FileTrust()
 
 
 def real_host(module: Any) -> Host:
-    """The managed host itself. Tests replace this function with one returning a kernel model."""
+    """The managed host itself. Tests replace this function with one returning a kernel model.
+
+    Patch files and every directory above them must be root's and not writable by others
+    (``FileTrust()``, docs/developer.md §10): no option weakens that.
+    """
     return Host(kernel=HostKernel(module), lock=HostLock(timeout=module.params['lock_timeout']),
-                journal=Journal(), is_root=os.geteuid() == 0)
+                journal=Journal(), is_root=os.geteuid() == 0, trust=FileTrust())
 
 
 def wanted_from_live(patch: Any) -> Wanted:
@@ -99,6 +99,8 @@ class Runner:
         self.result: Dict[str, Any] = {'changed': False}
         self.snapshot: Any = None
         self._resolved: Dict[Any, Wanted] = {}
+        # name -> the verified bytes of each patch file this run read: what gets loaded.
+        self.images: Dict[str, ModuleImage] = {}
 
     # -- the one place a failure becomes a result --------------------------------------------
     def run(self, desired: Callable[['Runner', Any], List[Wanted]]) -> None:
@@ -140,10 +142,12 @@ class Runner:
         return snapshot
 
     def resolve(self, entry: Mapping[str, Any]) -> Wanted:
-        """The wanted patch a ``path`` entry names, its file read and checked once per run.
+        """The wanted patch a ``path`` entry names, its file opened, read and checked once per run.
 
-        The file must exist, be a livepatch module (``livepatch=Y``, docs/developer.md §2.5),
-        be built for the running kernel (first word of ``vermagic``), and carry the name given.
+        ``open_module`` checks who can change the file (docs/developer.md §10) and parses it;
+        here: it must be a livepatch module (``livepatch=Y``, §2.5), built for the running
+        kernel (first word of ``vermagic``) and carry the name given. The image is kept: those
+        bytes, and no others, are loaded.
         """
         key = (entry['path'], entry.get('name'), bool(entry.get('replace')), tuple(entry.get('requires') or ()))
         if key not in self._resolved:
@@ -158,31 +162,30 @@ class Runner:
             # path names the same file for both.
             raise LivepatchError('relative_path', 'patch file %s is a relative path; give the absolute path of the '
                                  'file on the managed host' % path, [label])
-        path = os.path.normpath(path)
         replace, requires = bool(entry.get('replace')), tuple(entry.get('requires') or ())
-        if not os.path.exists(path) and self.module.check_mode:
-            # In check mode the role has not copied the file yet: plan with the name alone and
-            # count it as a new build (a real run reads the file and compares builds).
-            return Wanted(name=patch_name_of(given, path), path=path, build_id='not-on-host-yet', replace=replace,
-                          requires=requires)
-        if not os.path.exists(path):
-            raise LivepatchError('missing_file', 'patch file %s does not exist on the host' % path, [label])
         try:
-            kofile = read_kofile(path)
+            image = open_module(path, self.host.trust)
         except KoFileError as exc:
-            raise LivepatchError('not_a_module', str(exc), [label])
-        name = given or kofile.name or module_name_from_path(path)
-        if not kofile.livepatch:
+            if exc.rule == MISSING_FILE and self.module.check_mode:
+                # In check mode the role has not copied the file yet: plan with the name alone
+                # and count it as a new build (a real run reads the file and compares builds).
+                return Wanted(name=patch_name_of(given, path), path=os.path.normpath(path),
+                              build_id='not-on-host-yet', replace=replace, requires=requires)
+            raise LivepatchError(exc.rule, exc.message, [label], exc.detail)
+        info, path = image.info, image.path
+        name = given or info.name
+        if not info.livepatch:
             raise LivepatchError('not_livepatch', '%s (module %s) is not a livepatch module: its .modinfo lacks '
-                                 'livepatch=Y, and the kernel would refuse to enable it' % (path, kofile.name), [name])
-        if normalise_name(name) != kofile.name:
+                                 'livepatch=Y, and the kernel would refuse to enable it' % (path, info.name), [name])
+        if normalise_name(name) != info.name:
             raise LivepatchError('name_mismatch', '%s is module %s, not %s: the kernel names the patch after the module '
-                                 '(/sys/kernel/livepatch/%s)' % (path, kofile.name, name, kofile.name), [name])
-        release = self.snapshot.kernel_release if self.snapshot is not None else None
-        if release and kofile.release != release:
+                                 '(/sys/kernel/livepatch/%s)' % (path, info.name, name, info.name), [name])
+        release = self.snapshot.kernel_release
+        if release and info.release != release:
             raise LivepatchError('release_mismatch', '%s was built for kernel %s (vermagic "%s"), but the running '
-                                 'kernel is %s' % (path, kofile.release, kofile.vermagic, release), [name])
-        return Wanted(name=kofile.name, path=path, build_id=kofile.build_id, srcversion=kofile.srcversion,
+                                 'kernel is %s' % (path, info.release, info.vermagic, release), [name])
+        self.images[info.name] = image
+        return Wanted(name=info.name, path=path, build_id=info.build_id, srcversion=info.srcversion,
                       replace=replace, requires=requires)
 
     def read_record(self) -> Optional[BootRecord]:
@@ -203,6 +206,7 @@ class Runner:
         ours = ours_from(self.host.journal.read(), self.read_record())
         plan = plan_stack(snapshot, wanted, unload_retired=self.params['unload_retired'],
                           foreign=self.params['foreign'], ours=ours)
+        self._check_signatures(snapshot, plan)
         # With foreign: keep the planner puts the foreign live patches at the bottom of the stack.
         wanted = list(plan.wanted)
         by_name = dict((want.name, want) for want in wanted)
@@ -222,6 +226,24 @@ class Runner:
                                    'before_header': 'livepatch stack (bottom first)',
                                    'after_header': 'livepatch stack (bottom first)'}
         return snapshot, plan, wanted
+
+    def _check_signatures(self, snapshot: Any, plan: Any) -> None:
+        """Refuse to plan a load the kernel would refuse for want of a signature (docs/developer.md §10.3).
+
+        The kernel would only say so at load time, after the pops; a patch that stays live is
+        not loaded, so its file need not be signed.
+        """
+        signatures = snapshot.module_signatures
+        if not signatures.enforced:
+            return
+        unsigned = [self.images[step.patch] for step in plan.steps
+                    if step.action == 'load' and step.patch in self.images and not self.images[step.patch].info.signed]
+        if unsigned:
+            raise LivepatchError('unsigned_module', '%s carr%s no module signature, and this kernel loads only signed '
+                                 'modules (%s); sign %s with the key the kernel trusts'
+                                 % (', '.join(image.path for image in unsigned), 'ies' if len(unsigned) == 1 else 'y',
+                                    signatures.reason, 'it' if len(unsigned) == 1 else 'them'),
+                                 [image.info.name for image in unsigned], {'module_signatures': signatures.as_dict()})
 
     def _report_state(self, snapshot: Any) -> None:
         self.result.update({'stack': _stack_dicts(snapshot),

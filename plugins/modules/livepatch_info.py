@@ -329,6 +329,22 @@ leftovers:
       description: True for a forced module.
       type: bool
       sample: false
+module_signatures:
+  description: Whether the kernel loads only signed modules, and what was read to decide.
+  returned: always
+  type: dict
+  contains:
+    enforced:
+      description:
+        - True when C(/sys/module/module/parameters/sig_enforce) reads V(Y), or kernel lockdown
+          (C(/sys/kernel/security/lockdown)) is not V(none); the changing modules then refuse an unsigned patch file
+          they would load (rule V(unsigned_module)).
+      type: bool
+      sample: false
+    reason:
+      description: What was read to decide.
+      type: str
+      sample: module.sig_enforce is N and lockdown is none
 reboot_required:
   description: Whether a forced module is loaded, which only a reboot removes.
   returned: always

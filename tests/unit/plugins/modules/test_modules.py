@@ -7,7 +7,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 
 import pytest
 
@@ -15,6 +17,9 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.kernelops.livepatch.plugins.module_utils import _runner
 from ansible_collections.kernelops.livepatch.plugins.module_utils._host import HostLock, Journal
+from ansible_collections.kernelops.livepatch.plugins.module_utils._kofile import FileTrust
+from ansible_collections.kernelops.livepatch.plugins.module_utils._snapshot import ModuleSignatures
+from ansible_collections.kernelops.livepatch.plugins.module_utils._spec import livepatch_spec, livepatch_stack_spec
 from ansible_collections.kernelops.livepatch.plugins.modules import livepatch, livepatch_info, livepatch_stack
 
 from kernel_model import KernelModel
@@ -33,12 +38,14 @@ class Host:
         self.journal = Journal(str(tmp_path / 'root' / 'run' / 'kernelops-livepatch'))  # where livepatch_info reads it
         self.root = root
         self.locks = []
+        # Test-only seam: pytest's tmp_path lies under the sticky, world-writable /tmp.
+        self.trust = FileTrust(trusted_dirs=(str(tmp_path),))
         monkeypatch.setattr(_runner, 'real_host', self.host)
 
     def host(self, module):
         lock = HostLock(self.lock_path, module.params['lock_timeout'], self.model.clock)
         self.locks.append(lock)
-        return _runner.Host(kernel=self.model, lock=lock, journal=self.journal, is_root=self.root)
+        return _runner.Host(kernel=self.model, lock=lock, journal=self.journal, is_root=self.root, trust=self.trust)
 
     def ko(self, name, build='v1', **kwargs):
         path = str(self.dir / ('%s-%s.ko' % (name, build)))
@@ -332,7 +339,7 @@ def test_overlapping_changing_runs_leave_the_record_equal_to_the_kernel(host, ca
         made = make_host(module)
         monkeypatch.setattr(_runner, 'real_host', make_host)  # the second run gets a plain lock
         return _runner.Host(kernel=made.kernel, lock=LockThen(made.lock, second_run), journal=made.journal,
-                            is_root=True)
+                            is_root=True, trust=made.trust)
 
     monkeypatch.setattr(_runner, 'real_host', first_host)
     first = run(livepatch_stack, capsys, stack=[{'path': a}, {'path': b}], record=record)
@@ -520,3 +527,62 @@ def test_info_marks_each_live_patch_ours_or_foreign(host, capsys, tmp_path):
     record.write_text('{"schema": 2}')
     bad = run(livepatch_info, capsys, root=host.model.root, record=str(record))
     assert bad['rc'] == 1 and bad['rule'] == 'bad_record'
+
+
+# -- the file that is checked is the file that is loaded (issue 10, findings 1 and signatures) --
+
+@pytest.mark.parametrize('spoil, rule', [
+    (lambda path: os.chmod(path, 0o666), 'unsafe_path'),
+    (lambda path: os.chmod(os.path.dirname(path), 0o777), 'unsafe_path'),
+    (lambda path: os.chown(path, 65534, 65534), 'unsafe_path'),
+    (lambda path: (os.rename(path, path + '.real'), os.symlink(path + '.real', path)), 'not_regular_file'),
+    (lambda path: (os.unlink(path), os.mkfifo(path)), 'not_regular_file'),
+])
+def test_a_file_others_could_change_is_refused_before_anything_changes(host, capsys, spoil, rule):
+    stack(host, capsys, ['a'])
+    before = host.model.events[:]
+    os.mkdir(str(host.dir / 'b'))
+    path = str(host.dir / 'b' / 'b.ko')
+    os.rename(host.ko('b'), path)
+    spoil(path)
+    for check in (True, False):
+        result = run(livepatch_stack, capsys, check=check, stack=[{'path': host.ko('a')}, {'path': path}])
+        assert result['rc'] == 1 and result['rule'] == rule and result['patches'] == [path], result
+    assert host.model.events == before and host.model.live_names() == ['a']
+
+
+def test_the_default_trust_is_root_only_and_no_option_weakens_it(tmp_path, monkeypatch):
+    module = type('Module', (), {'params': {'lock_timeout': 1.0}})()
+    assert _runner.real_host(module).trust == FileTrust()
+    assert FileTrust().owners == frozenset({0}) and FileTrust().trusted_dirs == ()
+    for spec in (livepatch_stack_spec(), livepatch_spec()):
+        assert not {'trust', 'owners', 'trusted_dirs'} & set(spec['argument_spec'])
+
+
+def enforce_signatures(host, monkeypatch):
+    observe = host.model.observe
+    enforced = ModuleSignatures(enforced=True, reason='module.sig_enforce is Y (/sys/module/module/parameters/sig_enforce)')
+
+    def observe_enforcing(*args, **kwargs):
+        return dataclasses.replace(observe(*args, **kwargs), module_signatures=enforced)
+
+    monkeypatch.setattr(host.model, 'observe', observe_enforcing)
+
+
+def test_an_unsigned_module_is_refused_when_the_kernel_enforces_signatures(host, capsys, monkeypatch):
+    stack(host, capsys, ['a'])
+    before = host.model.events[:]
+    enforce_signatures(host, monkeypatch)
+    for check in (True, False):
+        result = run(livepatch_stack, capsys, check=check, stack=[{'path': host.ko('a')}, {'path': host.ko('b')}])
+        assert result['rc'] == 1 and result['rule'] == 'unsigned_module' and result['patches'] == ['b'], result
+        assert 'sig_enforce is Y' in result['msg']
+    assert host.model.events == before and host.model.live_names() == ['a']
+    signed = host.ko('b', 'v2', signed=True)
+    result = run(livepatch_stack, capsys, stack=[{'path': host.ko('a')}, {'path': signed}])
+    assert result['rc'] == 0 and host.model.live_names() == ['a', 'b']
+
+
+def test_unsigned_modules_load_when_the_kernel_does_not_enforce_signatures(host, capsys):
+    result = stack(host, capsys, ['a'])
+    assert result['rc'] == 0 and host.model.live_names() == ['a']
