@@ -11,15 +11,15 @@ Two jobs, kept apart:
 
 * :func:`open_module` opens a patch file the way the collection will LOAD it: once, with no
   symlink as its last component, regular files only, owned by a trusted user and in directories
-  only a trusted user can change (like OpenSSH's StrictModes). It returns a :class:`ModuleImage`
-  holding exactly the bytes that were checked; the kernel helper loads those bytes, never the path
-  again, so nothing can be swapped between the check and the load (issue 10, finding 1).
+  only a trusted user can change (like OpenSSH's StrictModes, docs/developer.md §10.1). It returns
+  a :class:`ModuleImage` holding exactly the bytes that were checked; ``_kernel.py`` loads those
+  bytes, never the path again, so nothing can be swapped between the check and the load (§10.2).
 * :func:`parse_module` reads what a module says about itself (:class:`KoFile`): ``name`` (the
   name of ``/sys/kernel/livepatch/<name>``; dashes become underscores, docs/developer.md §1.1),
   ``livepatch`` (``livepatch=Y`` in ``.modinfo``, without which the kernel refuses to enable it,
   §2.5 and §4.3), ``vermagic`` (its first word is the kernel release), ``build_id`` (the GNU build
-  ID note, equal to ``/sys/module/<name>/notes/.note.gnu.build-id`` once loaded, §9) and
-  ``signed`` (the kernel's appended-signature marker). It is total: any malformed input, however
+  ID note, equal to ``/sys/module/<name>/notes/.note.gnu.build-id`` once loaded, §9.7) and
+  ``signed`` (the kernel's appended-signature marker, §10.3). It is total: any malformed input, however
   large its header fields, becomes ``KoFileError('not_a_module', ...)`` after work bounded by the
   file's size.
 """
@@ -154,7 +154,7 @@ def _os_error(path: str, exc: OSError) -> KoFileError:
 
 def _unsafe(path: str, what: str, where: str, st: os.stat_result, trust: FileTrust) -> Optional[KoFileError]:
     """The StrictModes check of the file or of one directory above it (``where``): a trusted owner,
-    not writable by group or others. Returns the refusal of ``path``, or None.
+    not writable by group or others (docs/developer.md §10.1). Returns the refusal of ``path``, or None.
 
     A sticky world-writable directory (``/tmp``, mode 1777) is refused too, as OpenSSH does: the
     sticky bit only stops others from renaming or deleting what they do not own; anyone can still
@@ -543,7 +543,7 @@ def parse_build_id_note(blob: bytes, endian: str = '<') -> Optional[str]:
     """Return the hex GNU build ID from the bytes of a ``.note.gnu.build-id`` note, or None.
 
     Layout: 4-byte namesz, 4-byte descsz, 4-byte type (3), the name ``GNU\\0`` padded to 4,
-    then descsz bytes of ID (docs/developer.md §9, measured on 6.1 and 7.2). Total: anything else
+    then descsz bytes of ID (docs/developer.md §9.7, measured on 6.1 and 7.2). Total: anything else
     (it also reads ``/sys/module/<name>/notes/``) gives None; every loop step advances >= 12 bytes.
     """
     if not isinstance(blob, (bytes, bytearray)) or endian not in ('<', '>'):
