@@ -69,7 +69,7 @@ def seeds():
 
 def random_ops(rng, size):
     ops = []
-    for _ in range(rng.randint(1, 4)):
+    for _step in range(rng.randint(1, 4)):
         kind = rng.choice(('flip', 'flip', 'truncate', 'splice', 'copy', 'field', 'field'))
         where = rng.randrange(max(size, 1))
         if kind == 'flip':
@@ -77,7 +77,8 @@ def random_ops(rng, size):
         elif kind == 'truncate':
             ops.append(('truncate', where))
         elif kind == 'splice':
-            ops.append(('splice', where, where + rng.randrange(64), os.urandom(rng.randrange(33))))
+            insert = bytes(rng.randrange(256) for _byte in range(rng.randrange(33)))
+            ops.append(('splice', where, where + rng.randrange(64), insert))
         elif kind == 'copy':
             ops.append(('copy', where, rng.randrange(max(size, 1)), rng.randrange(max(size, 1))))
         else:
@@ -145,7 +146,10 @@ def fuzz(count, seed, directory):
             compared += 1
             if other != (image.info.name, image.info.build_id):
                 disagreements += 1
-                examples.setdefault('disagreement', (number, label, how, repr((other, image.info))))
+                note = _kofile._Elf(path, image.data).section('.note.gnu.build-id')
+                examples['disagreement %d' % disagreements] = (
+                    number, label, how, 'pyelftools %r, ours %r; note %s' % (
+                        other, (image.info.name, image.info.build_id), note.hex() if note else None))
     return {'files': count, 'inside_compression': inner, 'seeds': [label for label, _elf in pool], 'outcomes': dict(outcomes),
             'exceptions': dict(escaped), 'examples': examples, 'pyelftools_compared': compared,
             'pyelftools_disagreements': disagreements}
@@ -184,7 +188,7 @@ def bomb(directory, quick):
     else:
         compressor = lzma.LZMACompressor(format=lzma.FORMAT_XZ)
         zeros = b'\x00' * (1 << 20)
-        data = b''.join([compressor.compress(zeros) for _ in range(1024)] + [compressor.flush()])
+        data = b''.join([compressor.compress(zeros) for _mib in range(1024)] + [compressor.flush()])
     made = time.monotonic() - started
     with open(path, 'wb') as handle:
         handle.write(data)
@@ -199,7 +203,7 @@ def bomb(directory, quick):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--count', type=int, default=20000)
     parser.add_argument('--seed', type=int, default=1)
     parser.add_argument('--quick-bomb', action='store_true')
