@@ -5,10 +5,20 @@
 
 """A model of the kernel's livepatch core, for fast tests.
 
-It keeps the kernel's rules per era (``livepatch-kernel.md`` §2, §3, §5) with the errno the
-real kernel gives, renders the sysfs/procfs files the observe layer reads into a directory, and
-offers the same interface as ``_act.HostKernel`` so the real executor can drive it. Time is
-simulated: transitions end after ``duration`` simulated seconds, or never while ``blocked``.
+It keeps the kernel's rules per era (docs/developer.md §2, §3, §5) with the errno the real
+kernel gives, renders the sysfs/procfs files the observe layer reads into a directory, and
+implements the same methods as ``_kernel.Kernel`` (path, read, exists, listdir, write,
+transition_patch, load_module, unload_module, kmsg_cursor, observe) so the real executor can
+drive it. It is its own class: it shares no code with the production ``Kernel`` it stands in
+for, and reads module files with its own ELF reader (``model_image``), not ``_kofile``.
+
+Time is simulated: transitions end after ``duration`` simulated seconds, or never while
+``blocked``. ``hooks`` let a test act in the middle of a run: ``at(when, fn)`` runs ``fn(model)``
+once the simulated clock reaches ``when``; ``on_event(kind, name, fn)`` runs it when the kernel
+starts, reverses or completes a transition (``('start', name, target)``, ``('reverse', …)``,
+``('complete', …)``),
+loads or unloads a module (``('load', name)``, ``('unload', name)``); every callable in
+``hooks`` runs at every kernel access.
 
 It also counts what a correct tool must never cause: two transitions at once (EBUSY from a
 start while another runs), and disabling a patch while a patch above it is live.
@@ -17,15 +27,19 @@ start while another runs), and disabling a patch while a patch above it is live.
 from __future__ import annotations
 
 import errno
+import gzip
+import hashlib
+import lzma
 import os
 import shutil
 import struct
 
-from ansible_collections.kernelops.livepatch.plugins.module_utils._act import HostKernel
-from ansible_collections.kernelops.livepatch.plugins.module_utils._kofile import read_kofile
+from ansible_collections.kernelops.livepatch.plugins.module_utils._kernel import LoadResult
 from ansible_collections.kernelops.livepatch.plugins.module_utils._observe import (
     ERA_FREE, ERA_IMMEDIATE, ERA_STACKED, observe,
 )
+
+LIVEPATCH = 'sys/kernel/livepatch'
 
 RELEASES = {
     '4.9': '4.9.0-19-amd64',
@@ -36,7 +50,7 @@ RELEASES = {
 }
 
 
-class ModelClock(object):
+class ModelClock:
     def __init__(self):
         self.now = 1000.0
 
@@ -47,7 +61,7 @@ class ModelClock(object):
         self.now += max(seconds, 0.0)
 
 
-class ModelPatch(object):
+class ModelPatch:
     def __init__(self, name, replace, states, block, functions):
         self.name = name
         self.enabled = True
@@ -58,7 +72,7 @@ class ModelPatch(object):
         self.forced = False
 
 
-class ModelModule(object):
+class ModelModule:
     def __init__(self, name, build_id, livepatch):
         self.name = name
         self.build_id = build_id
@@ -67,15 +81,70 @@ class ModelModule(object):
         self.forced = False
 
 
-class KernelModel(HostKernel):
-    """One simulated kernel. ``version``: '4.9', '4.19', '6.1', '6.12' or '7.2'.
+class ModelInfo:
+    """What the model reads from a module's bytes (independently of ``_kofile``)."""
 
-    It is a :class:`HostKernel` whose files are the rendered tree, whose insmod/rmmod/writes go
-    to the model, and whose every read first lets simulated time pass.
-    """
+    def __init__(self, name, build_id, release, livepatch, modinfo):
+        self.name = name
+        self.build_id = build_id
+        self.release = release
+        self.livepatch = livepatch
+        self.modinfo = modinfo
+
+
+class ModelImage:
+    """Stands in for ``_kofile.ModuleImage``: ``path``, ``data`` (the bytes to load), ``info``."""
+
+    def __init__(self, path, data, info):
+        self.path = path
+        self.data = data
+        self.info = info
+        self.identity = None
+
+
+def model_info(data):
+    """Name, build ID, release and modinfo of an ELF64 little-endian module image."""
+    e_shoff, = struct.unpack_from('<Q', data, 0x28)
+    e_shentsize, e_shnum, e_shstrndx = struct.unpack_from('<HHH', data, 0x3A)
+    headers = [struct.unpack_from('<IIQQQQIIQQ', data, e_shoff + i * e_shentsize) for i in range(e_shnum)]
+    strtab = headers[e_shstrndx]
+    names = data[strtab[4]:strtab[4] + strtab[5]]
+    sections = {}
+    for header in headers:
+        name = names[header[0]:names.index(b'\x00', header[0])].decode()
+        sections[name] = data[header[4]:header[4] + header[5]]
+    modinfo = {}
+    for item in sections.get('.modinfo', b'').split(b'\x00'):
+        if b'=' in item:
+            key, value = item.decode().split('=', 1)
+            modinfo.setdefault(key, value)
+    note = sections.get('.note.gnu.build-id', b'')
+    build_id = None
+    if len(note) >= 16:
+        namesz, descsz, _type = struct.unpack_from('<III', note, 0)
+        start = 12 + ((namesz + 3) & ~3)
+        build_id = note[start:start + descsz].hex()
+    return ModelInfo(modinfo.get('name'), build_id, (modinfo.get('vermagic') or '').split(' ')[0],
+                     modinfo.get('livepatch') == 'Y', modinfo)
+
+
+def model_image(path):
+    """Read a (possibly compressed) module file into an image the model can load."""
+    with open(path, 'rb') as handle:
+        data = handle.read()
+    if data[:6] == b'\xfd7zXZ\x00':
+        data = lzma.decompress(data)
+    elif data[:2] == b'\x1f\x8b':
+        data = gzip.decompress(data)
+    return ModelImage(path, data, model_info(data))
+
+
+class KernelModel:
+    """One simulated kernel. ``version``: '4.9', '4.19', '6.1', '6.12' or '7.2'."""
 
     def __init__(self, root, version='6.12', duration=0.0015, free_lag=0.0005):
-        super(KernelModel, self).__init__(None, root, ModelClock())
+        self.root = root
+        self.clock = ModelClock()
         self.version = version
         self.release = RELEASES[version]
         major, minor = (int(part) for part in version.split('.'))
@@ -93,11 +162,45 @@ class KernelModel(HostKernel):
         self.violations = []
         self.ebusy = 0
         self.events = []
+        self.hooks = []            # callables(model), run at every kernel access
+        self._timed = []           # (when, fn) run once
+        self._on_event = []        # (event prefix, fn) run once
         self._rendered = None
         self.render()
 
+    # -- hooks -----------------------------------------------------------------------------
+    def at(self, when, fn):
+        """Run ``fn(model)`` once, at the first kernel access at or after simulated time ``when``."""
+        self._timed.append((when, fn))
+
+    def on_event(self, fn, *prefix):
+        """Run ``fn(model)`` once, right after an event starting with ``prefix`` (e.g. 'start', 'b')."""
+        self._on_event.append((tuple(prefix), fn))
+
+    def _event(self, *event):
+        if event[0] in ('start', 'reverse'):  # what the tests compare (loads are visible in the stack)
+            self.events.append(event)
+        for item in list(self._on_event):
+            prefix, fn = item
+            if event[:len(prefix)] == prefix:
+                self._on_event.remove(item)
+                fn(self)
+
+    def finish_transition(self):
+        """The last blocking task switched: the running transition ends now."""
+        if self.transition is not None:
+            name, target, _end = self.transition
+            self.transition = (name, target, self.clock.now)
+
     # -- time ------------------------------------------------------------------------------
     def tick(self):
+        for item in list(self._timed):
+            when, fn = item
+            if self.clock.now >= when:
+                self._timed.remove(item)
+                fn(self)
+        for hook in list(self.hooks):
+            hook(self)
         now = self.clock.now
         if self.transition is not None:
             name, target, end = self.transition
@@ -119,6 +222,7 @@ class KernelModel(HostKernel):
             if patch.replace:
                 for other in [p for p in self.klp if p is not patch]:
                     self._retire(other)
+            self._event('complete', name, target)
             return
         if self.era == ERA_FREE:
             self._retire(patch)
@@ -126,6 +230,7 @@ class KernelModel(HostKernel):
             module = self._module(name)
             if module is not None and self.era == ERA_STACKED and not patch.forced:
                 module.refcnt = 0
+        self._event('complete', name, target)
 
     def _retire(self, patch):
         """5.1+: off the list now; directory and module reference go a little later (§2.1, §3.4)."""
@@ -142,8 +247,8 @@ class KernelModel(HostKernel):
         if self.era == ERA_IMMEDIATE:
             end = self.clock.now
         self.transition = (patch.name, target, end)
-        self.events.append(('start', patch.name, target))
         self.kmsg.append("livepatch: '%s': starting %s transition" % (patch.name, 'patching' if target else 'unpatching'))
+        self._event('start', patch.name, target)
         if end is not None and end <= self.clock.now:
             self._complete(patch.name, target)
 
@@ -163,7 +268,10 @@ class KernelModel(HostKernel):
     def live_names(self):
         return [p.name for p in self.klp if p.enabled]
 
-    # -- the kernel's entry points ---------------------------------------------------------
+    def live_builds(self):
+        return [(p.name, self._module(p.name).build_id) for p in self.klp if p.enabled]
+
+    # -- the kernel's entry points (raise OSError like a syscall would) ---------------------
     def write_enabled(self, name, value):
         self.tick()
         patch = self._patch(name)
@@ -179,8 +287,8 @@ class KernelModel(HostKernel):
             # because the blocking task never switched.
             patch.enabled = want
             self.transition = (name, want, self.clock.now + self.duration)
-            self.events.append(('reverse', name, want))
             self.kmsg.append("livepatch: '%s': reversing transition" % name)
+            self._event('reverse', name, want)
             self.render()
             return
         if self.transition is not None:
@@ -232,45 +340,59 @@ class KernelModel(HostKernel):
         self.transition = (name, target, self.clock.now + 0.001)
         self.render()
 
-    def insmod(self, path):
+    def load_module(self, image):
+        """finit_module on ``image.data``: the model looks at the bytes only, never at the path."""
         self.tick()
-        kofile = read_kofile(path)
-        info = _extra_modinfo(path)
-        if self._module(kofile.name) is not None:
-            return 1, '', 'insmod: ERROR: could not insert module %s: File exists\n' % path
-        if kofile.release != self.release:
-            return 1, '', 'insmod: ERROR: could not insert module %s: Invalid module format\n' % path
-        if not kofile.livepatch:
-            self.modules.append(ModelModule(kofile.name, kofile.build_id, False))
+        cursor = len(self.kmsg)
+        error = self._load(model_info(bytes(image.data)))
+        messages = tuple(self.kmsg[cursor:])
+        return LoadResult(errno=error, message=os.strerror(getattr(errno, error)) if error else '',
+                          kernel_messages=messages)
+
+    def _load(self, info):
+        if self._module(info.name) is not None:
+            return 'EEXIST'
+        if info.release != self.release:
+            return 'ENOEXEC'
+        if not info.livepatch:
+            self.modules.append(ModelModule(info.name, info.build_id, False))
+            self._event('load', info.name)
             self.render()
-            return 0, '', ''
+            return None
         if self.transition is not None:
             self.ebusy += 1
-            return 1, '', 'insmod: ERROR: could not insert module %s: Device or resource busy\n' % path
-        replace = info.get('x_replace') == '1'
-        states = _states(info.get('x_states'))
+            return 'EBUSY'
+        replace = info.modinfo.get('x_replace') == '1'
+        states = _states(info.modinfo.get('x_states'))
         if self.era != ERA_FREE and self.klp and not self.klp[-1].enabled:
             self.ebusy += 1
-            return 1, '', 'insmod: ERROR: could not insert module %s: Device or resource busy\n' % path
+            return 'EBUSY'
         if self.vtuple >= (5, 5) and not self._compatible(states, replace):
             self.kmsg.append('livepatch: Livepatch patch (%s) is not compatible with the already installed livepatches.'
-                             % kofile.name)
-            # kmod prints "Invalid parameters" for EINVAL (seen on the lab's 6.1 guest)
-            return 1, '', 'insmod: ERROR: could not insert module %s: Invalid parameters\n' % path
-        if int(info.get('x_pre_patch', '0')):
+                             % info.name)
+            return 'EINVAL'
+        if int(info.modinfo.get('x_pre_patch', '0')):
             self.kmsg.append("livepatch: pre-patch callback failed for object 'vmlinux'")
-            return 1, '', 'insmod: ERROR: could not insert module %s: No such device\n' % path
-        module = ModelModule(kofile.name, kofile.build_id, True)
+            return 'ENODEV'
+        module = ModelModule(info.name, info.build_id, True)
         module.refcnt = 1
         self.modules.append(module)
         self.tainted |= 1 << 15
-        patch = ModelPatch(kofile.name, replace, states, info.get('x_block') == '1',
-                           ['%s_func,1' % kofile.name])
+        patch = ModelPatch(info.name, replace, states, info.modinfo.get('x_block') == '1',
+                           ['%s_func,1' % info.name])
         self.klp.append(patch)
-        self.kmsg.append("livepatch: enabling patch '%s'" % kofile.name)
+        self.kmsg.append("livepatch: enabling patch '%s'" % info.name)
+        self._event('load', info.name)
         self._start(patch, True)
         self.render()
-        return 0, '', ''
+        return None
+
+    def insmod(self, path):
+        """Someone else's ``insmod path`` (tests only): (rc, stdout, stderr) like kmod's."""
+        result = self.load_module(model_image(path))
+        if result.errno is None:
+            return 0, '', ''
+        return 1, '', 'insmod: ERROR: could not insert module %s: %s\n' % (path, result.message)
 
     def _compatible(self, states, replace):
         """klp_is_patch_compatible (§3.3)."""
@@ -285,51 +407,83 @@ class KernelModel(HostKernel):
                     return False
         return True
 
-    def rmmod(self, name):
+    def unload_module(self, name):
+        """delete_module(name, O_NONBLOCK): ENOENT when not loaded, EAGAIN (EWOULDBLOCK) while in use."""
         self.tick()
         module = self._module(name)
         if module is None:
-            return 1, '', 'rmmod: ERROR: Module %s is not currently loaded\n' % name
+            return 'ENOENT'
         if module.refcnt > 0 or self.era == ERA_IMMEDIATE and module.livepatch:
-            return 1, '', 'rmmod: ERROR: Module %s is in use\n' % name
+            return 'EAGAIN'
         self.modules.remove(module)
         patch = self._patch(name)
         if patch is not None:
             self.klp.remove(patch)
+        self._event('unload', name)
         self.render()
-        return 0, '', ''
+        return None
 
-    # -- the interface of _act.HostKernel ---------------------------------------------------
-    def observe(self, blocker_stacks=False):
-        self.tick()
-        return observe(self.root, blocker_stacks=blocker_stacks)
+    def rmmod(self, name):
+        """Someone else's ``rmmod name`` (tests only)."""
+        error = self.unload_module(name)
+        return (0, '', '') if error is None else (1, '', 'rmmod: ERROR: %s\n' % error)
+
+    # -- the methods of _kernel.Kernel -----------------------------------------------------
+    def path(self, *parts):
+        return os.path.join(self.root, *parts)
 
     def read(self, *parts):
         self.tick()
-        return super(KernelModel, self).read(*parts)
+        try:
+            with open(self.path(*parts)) as handle:
+                return handle.read().strip()
+        except OSError:
+            return None
 
     def exists(self, *parts):
         self.tick()
-        return super(KernelModel, self).exists(*parts)
+        return os.path.exists(self.path(*parts))
+
+    def listdir(self, *parts):
+        self.tick()
+        try:
+            return sorted(os.listdir(self.path(*parts)))
+        except OSError:
+            return []
 
     def write(self, value, *parts):
-        if len(parts) == 3 and parts[0] == 'sys/kernel/livepatch':
-            name, attribute = parts[1], parts[2]
-            if attribute == 'enabled':
-                return self.write_enabled(name, value)
-            if attribute == 'force' and self.vtuple >= (4, 15):
-                return self.write_force(name)
-            if attribute == 'signal' and (4, 15) <= self.vtuple < (5, 1):
-                self.events.append(('signal', name))
-                return None
-        raise OSError(errno.ENOENT, 'model: no such attribute %s' % '/'.join(parts))
+        """An attribute write: the errno name the kernel would give, or None."""
+        try:
+            if len(parts) == 3 and parts[0] == LIVEPATCH:
+                name, attribute = parts[1], parts[2]
+                if attribute == 'enabled':
+                    self.write_enabled(name, value)
+                    return None
+                if attribute == 'force' and self.vtuple >= (4, 15):
+                    self.write_force(name)
+                    return None
+                if attribute == 'signal' and (4, 15) <= self.vtuple < (5, 1):
+                    self.tick()
+                    if self.transition is None or self.transition[0] != name:
+                        return 'EINVAL'
+                    self.events.append(('signal', name))
+                    return None
+        except OSError as exc:
+            return errno.errorcode[exc.errno]
+        return 'ENOENT'
 
     def transition_patch(self):
         self.tick()
-        return super(KernelModel, self).transition_patch()
+        if self.transition is None or self.vtuple < (4, 12):
+            return None
+        return self.transition[0]
 
     def kmsg_cursor(self):
         return _ModelCursor(self)
+
+    def observe(self, blocker_stacks=False):
+        self.tick()
+        return observe(self.root, blocker_stacks=blocker_stacks)
 
     # -- rendering -------------------------------------------------------------------------
     def _visible(self):
@@ -403,7 +557,9 @@ class KernelModel(HostKernel):
         )
 
 
-class _ModelCursor(object):
+
+
+class _ModelCursor:
     def __init__(self, model):
         self.model = model
         self.start = len(model.kmsg)
@@ -415,12 +571,15 @@ class _ModelCursor(object):
         pass
 
 
-def _extra_modinfo(path):
-    from ansible_collections.kernelops.livepatch.plugins.module_utils import _kofile
-    data = _kofile._read_bytes(path)
-    elf = _kofile._Elf(path, data)
-    info = _kofile.parse_modinfo(elf.section('.modinfo'))
-    return dict((key, values[0]) for key, values in info.items())
+def make_image(path, name, build, release, **kwargs):
+    """Write a fake module with kofactory and return its model image (tests only)."""
+    from kofactory import make_ko
+    make_ko(path, name, release=release, build=build, **kwargs)
+    return model_image(path)
+
+
+def build_id_of(name, build, release):
+    return hashlib.sha1(('%s/%s/%s' % (name, build, release)).encode()).hexdigest()
 
 
 def _states(text):
@@ -439,3 +598,63 @@ def _write_bytes(path, data):
         os.makedirs(directory)
     with open(path, 'wb') as handle:
         handle.write(data)
+
+
+class Lab:
+    """A model kernel plus patch files, with helpers named like the kernel selftests' functions.sh.
+
+    ``known`` plays the journal: name -> {'path', 'build_id', 'replace'} of what was loaded.
+    """
+
+    def __init__(self, tmp_path, version='6.12'):
+        from ansible_collections.kernelops.livepatch.plugins.module_utils._plan import Wanted
+        self._wanted_type = Wanted
+        root = tmp_path / 'root'
+        root.mkdir()
+        self.files = tmp_path / 'files'
+        self.files.mkdir()
+        self.model = KernelModel(str(root), version)
+        self.known = {}
+
+    def ko(self, name, build='v1', path=None, **kwargs):
+        """Write ``name`` (build ``build``) and return its Wanted."""
+        path = path or str(self.files / ('%s.ko' % name))
+        image = make_image(path, name, build, self.model.release, **kwargs)
+        return self._wanted_type(name=name, path=path, build_id=image.info.build_id,
+                                 replace=kwargs.get('replace', False))
+
+    def load_lp(self, wanted):
+        """Load as this collection would have in an earlier run (recorded in ``known``)."""
+        result = self.model.load_module(model_image(wanted.path))
+        assert result.errno is None, result
+        self.known[wanted.name] = {'path': wanted.path, 'build_id': wanted.build_id, 'replace': wanted.replace}
+        self.settle()
+
+    def settle(self):
+        self.model.clock.sleep(0.01)
+        self.model.tick()
+
+    def executor(self, capabilities=None, timeout=5.0, on_stall='reverse'):
+        from ansible_collections.kernelops.livepatch.plugins.module_utils._executor import Executor
+
+        def loaded(step, image):
+            self.known[step.patch] = {'path': image.path, 'build_id': image.info.build_id,
+                                      'replace': bool(getattr(step, 'replace', False))}
+        capabilities = capabilities or self.model.observe().capabilities
+        return Executor(self.model, capabilities, timeout=timeout, on_stall=on_stall, clock=self.model.clock,
+                        on_loaded=loaded)
+
+    def converge(self, wanted, timeout=5.0, on_stall='reverse', rollback=True, unload_retired=True):
+        """Open the files (as the runner does before planning), plan, converge: (plan, executor, result)."""
+        from ansible_collections.kernelops.livepatch.plugins.module_utils._converge import converge
+        from ansible_collections.kernelops.livepatch.plugins.module_utils._plan import plan_stack
+        images = dict((w.name, model_image(w.path)) for w in wanted if w.path)
+        snapshot = self.model.observe()
+
+        def planner(snap, want):
+            return plan_stack(snap, want, unload_retired=unload_retired)
+        plan = planner(snapshot, wanted)
+        executor = self.executor(snapshot.capabilities, timeout, on_stall)
+        result = converge(self.model, plan, executor, images=images, original=snapshot.live_stack,
+                          rollback=rollback, planner=planner, known_files=dict(self.known), open_image=model_image)
+        return plan, executor, result
