@@ -20,12 +20,10 @@ import tempfile
 
 from ansible_collections.kernelops.livepatch.plugins.module_utils import _kofile
 from ansible_collections.kernelops.livepatch.plugins.module_utils._converge import converge as _converge
-from ansible_collections.kernelops.livepatch.plugins.module_utils._executor import (  # noqa: F401
-    ActError, StallError, StepRecord, Executor as _Executor,
+from ansible_collections.kernelops.livepatch.plugins.module_utils._executor import (
+    ActError, StallError, Executor as _Executor,
 )
-from ansible_collections.kernelops.livepatch.plugins.module_utils._kernel import (  # noqa: F401
-    Clock, Kernel, KmsgCursor, LoadResult, poll_until,
-)
+from ansible_collections.kernelops.livepatch.plugins.module_utils._kernel import Clock, Kernel, poll_until
 from ansible_collections.kernelops.livepatch.plugins.module_utils._plan import Wanted, plan_stack
 
 __all__ = ['ActError', 'StallError', 'LockError', 'HostKernel', 'HostLock', 'Journal', 'Executor', 'converge',

@@ -557,8 +557,6 @@ class KernelModel:
         )
 
 
-
-
 class _ModelCursor:
     def __init__(self, model):
         self.model = model
