@@ -35,7 +35,7 @@ options:
     default: reverse
   rollback:
     description:
-      - When a step fails (a failed C(insmod), a reversed transition), bring the stack back to what it was before
+      - When a step fails (a module the kernel refused to load, a reversed transition), bring the stack back to what it was before
         the run by popping what was pushed and pushing again what was popped.
       - A patch popped earlier in the run can only be pushed again when its file is known, from the desired
         stack, or from the journal this collection keeps under C(/run/kernelops-livepatch) of the files it loaded
@@ -94,5 +94,7 @@ notes:
   - Patch file paths must be absolute (rule V(relative_path)); the boot record keeps them normalised.
   - Changing the stack needs root. Check mode does not, but without root the blocking tasks of a transition cannot be
     read.
-  - The module never writes C(force) and never runs C(rmmod -f) unless O(on_stall=force).
+  - The module never forces a module unload, and writes C(force) only with O(on_stall=force).
+  - It loads exactly the patch bytes it verified (C(finit_module) on a sealed memory file), so no C(kmod) binary is
+    needed.
 """

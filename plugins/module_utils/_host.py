@@ -156,10 +156,10 @@ class Journal:
         return dict((name, entry) for name, entry in data.items()
                     if isinstance(name, str) and isinstance(entry, dict))
 
-    def record(self, wanted: Any) -> None:
-        """Note a patch just loaded (anything with name, path, build_id and replace)."""
+    def record(self, *, name: str, path: str, build_id: Optional[str], replace: bool) -> None:
+        """Note a patch just loaded from ``path`` (absolute, normalised)."""
         data = self.read()
-        data[wanted.name] = {'path': wanted.path, 'build_id': wanted.build_id, 'replace': bool(wanted.replace)}
+        data[name] = {'path': path, 'build_id': build_id, 'replace': bool(replace)}
         write_json_atomically(self.path, data)
 
 

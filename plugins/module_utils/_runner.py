@@ -20,11 +20,13 @@ import os
 import traceback
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set
 
-from ansible_collections.kernelops.livepatch.plugins.module_utils._act import Executor, HostKernel, converge
+from ansible_collections.kernelops.livepatch.plugins.module_utils._converge import converge
 from ansible_collections.kernelops.livepatch.plugins.module_utils._errors import LivepatchError
+from ansible_collections.kernelops.livepatch.plugins.module_utils._executor import Executor
 from ansible_collections.kernelops.livepatch.plugins.module_utils._host import (
     BootRecord, HostLock, Journal, RecordEntry, ours_from, read_record, write_record,
 )
+from ansible_collections.kernelops.livepatch.plugins.module_utils._kernel import Kernel
 from ansible_collections.kernelops.livepatch.plugins.module_utils._kofile import (
     MISSING_FILE, FileTrust, KoFileError, ModuleImage, module_name_from_path, normalise_name, open_module,
 )
@@ -57,7 +59,7 @@ def real_host(module: Any) -> Host:
     Patch files and every directory above them must be root's and not writable by others
     (``FileTrust()``, docs/developer.md §10): no option weakens that.
     """
-    return Host(kernel=HostKernel(module), lock=HostLock(timeout=module.params['lock_timeout']),
+    return Host(kernel=Kernel(), lock=HostLock(timeout=module.params['lock_timeout']),
                 journal=Journal(), is_root=os.geteuid() == 0, trust=FileTrust())
 
 
@@ -81,14 +83,6 @@ def _stack_dicts(snapshot: Any) -> List[Dict[str, Any]]:
     return [patch.as_dict() for patch in snapshot.stack]
 
 
-def _final_words(final: Any, rollback: Optional[Mapping[str, Any]]) -> str:
-    stack = ', '.join(final.names()) or 'empty'
-    if rollback and rollback.get('attempted') and rollback.get('succeeded'):
-        return '. Rolled back: the stack is as before the run (%s).' % stack
-    reason = (rollback or {}).get('reason')
-    return '. The stack is now (bottom first): %s%s.' % (stack, '; not rolled back: %s' % reason if reason else '')
-
-
 class Runner:
     """One run: ``desired(runner, snapshot)`` returns the wanted stack, bottom first."""
 
@@ -101,6 +95,7 @@ class Runner:
         self._resolved: Dict[Any, Wanted] = {}
         # name -> the verified bytes of each patch file this run read: what gets loaded.
         self.images: Dict[str, ModuleImage] = {}
+        self._replace: Dict[str, bool] = {}
 
     # -- the one place a failure becomes a result --------------------------------------------
     def run(self, desired: Callable[['Runner', Any], List[Wanted]]) -> None:
@@ -276,26 +271,17 @@ class Runner:
     def _converge_locked(self, desired: Callable[['Runner', Any], List[Wanted]]) -> None:
         kernel = self.host.kernel
         snapshot, plan, wanted = self.look(desired)
-        executor = None
         if plan.changes:
-            executor = Executor(kernel, snapshot.capabilities, timeout=self.params['timeout'],
-                                on_stall=self.params['on_stall'], journal=self.host.journal, clock=kernel.clock,
-                                warn=self.module.warn)
             if not self.params['wait'] and kernel.transition_patch() is not None:
                 raise LivepatchError('transition_running', 'a transition started while waiting for the lock and '
                                      'wait=false; nothing was changed')
-            try:
-                executor.wait_idle()
-            except Exception as exc:  # _act.StallError until the kernel layer raises LivepatchError
-                detail = getattr(exc, 'detail', {})
-                raise LivepatchError('transition_running', getattr(exc, 'message', str(exc)), detail=detail)
+            self._executor(snapshot).wait_idle()  # LivepatchError('transition_running') on timeout
             snapshot, plan, wanted = self.look(desired)
-            executor.caps = snapshot.capabilities
-        if not plan.changes:
+        if plan.changes:
+            final = self._converge(snapshot, plan)
+        else:
             final = snapshot
             self._report_state(final)
-        else:
-            final = self._converge(snapshot, plan, wanted, executor)
         live = [patch.name for patch in final.live_stack]
         builds_match = all(same_build(patch, want)[0] for patch, want in zip(final.live_stack, wanted))
         if live != list(plan.after) or not builds_match:
@@ -304,25 +290,54 @@ class Runner:
                                  % (live, list(plan.after)))
         self._write_record(wanted, set(patch.name for patch in plan.foreign))
 
-    def _converge(self, snapshot: Any, plan: Any, wanted: List[Wanted], executor: Any) -> Any:
-        outcome = converge(self.host.kernel, wanted, plan, executor, snapshot.live_stack,
-                           rollback=self.params['rollback'], journal_entries=self.host.journal.read())
-        final = outcome['snapshot']
+    def _executor(self, snapshot: Any) -> Executor:
+        journal = self.host.journal
+
+        def loaded(step: Any, image: Any) -> None:
+            # Noted the moment the kernel took it: rollback and the foreign check rely on it.
+            journal.record(name=step.patch, path=image.path, build_id=image.info.build_id,
+                           replace=self._replace.get(step.patch, False))
+        return Executor(self.host.kernel, snapshot.capabilities, timeout=self.params['timeout'],
+                        on_stall=self.params['on_stall'], clock=self.host.kernel.clock, warn=self.module.warn,
+                        on_loaded=loaded)
+
+    def _known_files(self) -> Dict[str, Dict[str, Any]]:
+        """name -> path, build and replace of the files the journal and the boot record know."""
+        record = self.read_record()
+        known = dict((entry.name, entry.as_dict()) for entry in (record.stack if record else ()))
+        known.update(self.host.journal.read())
+        return known
+
+    def _plan_back(self, snapshot: Any, wanted: Sequence[Wanted]) -> Any:
+        """The way back after a failure, with this run's policy and what is ours now."""
+        ours = ours_from(self.host.journal.read(), self.read_record())
+        return plan_stack(snapshot, wanted, unload_retired=self.params['unload_retired'],
+                          foreign=self.params['foreign'], ours=ours)
+
+    def _converge(self, snapshot: Any, plan: Any) -> Any:
+        self._replace = dict((want.name, want.replace) for want in plan.wanted)
+        executor = self._executor(snapshot)
+        trust = self.host.trust
+        outcome = converge(self.host.kernel, plan, executor, images=self.images, original=snapshot.live_stack,
+                           rollback=self.params['rollback'], planner=self._plan_back,
+                           known_files=self._known_files(), open_image=lambda path: open_module(path, trust))
+        final = outcome.snapshot
         self.snapshot = final
         self._report_state(final)
         self.result.update({
             'steps': [record.as_dict() for record in executor.records],
             'reboot_required': final.reboot_required or bool(executor.forced),
-            'changed': any(r.changed_kernel or r.phase == 'rollback' for r in executor.records),
+            'changed': outcome.changed,
         })
         if executor.forced:
             self.result['forced'] = list(executor.forced)
         if self.module._diff:
             self.result['diff']['after'] = describe_stack(final.live_stack)
-        if outcome['failed']:
-            self.result['rollback'] = outcome['rollback']
-            raise LivepatchError('step_failed', outcome['error'] + _final_words(final, outcome['rollback']),
-                                 detail={'error_detail': outcome['error_detail']})
+        if outcome.failed:
+            if outcome.rollback is not None:
+                self.result['rollback'] = outcome.rollback.as_dict()
+            error = outcome.error
+            raise LivepatchError(error.rule, outcome.message, error.patches, {'error_detail': dict(error.detail)})
         return final
 
     def _write_record(self, wanted: List[Wanted], foreign: Set[str]) -> None:

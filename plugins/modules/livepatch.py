@@ -188,17 +188,20 @@ forced:
   elements: str
   sample: [lp_cve_2026_0003]
 rollback:
-  description: What happened when the run tried to bring the stack back after a failure.
+  description:
+    - What happened when the run tried to bring the stack back after a failure (see
+      RV(kernelops.livepatch.livepatch_stack#module:rollback)); C(as_before) is true only when name and build of every
+      live patch equal the stack before the run.
   returned: when a step failed
   type: dict
-  sample: {"attempted": true, "succeeded": true, "steps": 1}
+  sample: {"attempted": true, "succeeded": true, "as_before": true, "steps": 1}
 error_detail:
   description:
     - What the kernel said or showed when a step failed (see
       RV(kernelops.livepatch.livepatch_stack#module:error_detail)).
   returned: when a step failed
   type: dict
-  sample: {"errno": "ENODEV", "rc": 1, "stderr": "insmod: ERROR: could not insert module /lp.ko: No such device"}
+  sample: {"errno": "ENODEV", "kernel_messages": ["livepatch: pre-patch callback failed for object 'vmlinux'"]}
 record:
   description: The file the resulting stack was recorded in (O(record)).
   returned: when O(record) is set and the run succeeded
@@ -227,7 +230,7 @@ foreign:
 rule:
   description:
     - The rule the request would break, when the module refused it (for example V(not_on_top), V(relative_path),
-      V(bad_record)), or what failed (V(step_failed), V(lock_timeout), V(unexpected_result)).
+      V(bad_record)), or what failed (V(load_failed), V(transition_stalled), V(lock_timeout), V(unexpected_result)).
     - V(internal_error) is a bug of this collection; the result still carries RV(stack) as observed after it.
   returned: when the module failed
   type: str

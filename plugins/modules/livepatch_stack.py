@@ -226,9 +226,16 @@ steps:
     outcome:
       description:
         - V(ok); V(failed) when the kernel refused the step; V(stalled) when its transition was still running after
-          O(timeout) and left running (O(on_stall=fail)); V(reversed) when a stalled transition was reversed.
+          O(timeout) and left running (O(on_stall=fail)); V(reversed) when a stalled transition was reversed;
+          V(skipped) for the unload of a module whose transition was forced (it can only go at reboot).
       type: str
       sample: ok
+    kernel_changed:
+      description:
+        - Whether the step's write, load or unload succeeded, that is whether it changed the kernel, even when a later
+          check of the same step failed. RV(changed) is true as soon as one step changed the kernel.
+      type: bool
+      sample: true
     duration_ms:
       description: Wall time of the step in milliseconds, waits for the transition included.
       type: float
@@ -277,10 +284,14 @@ forced:
   elements: str
   sample: [lp_cve_2026_0003]
 rollback:
-  description: What happened when the run tried to bring the stack back after a failure.
+  description:
+    - What happened when the run tried to bring the stack back after a failure.
+    - C(as_before) is true only when the name and the build of every live patch equal the stack before the run;
+      C(attempted), C(succeeded), C(steps), C(reason), C(missing_files) (popped patches whose file is not known) and
+      C(mismatched) (patches whose file now holds another build, so it was not loaded) say how it got there.
   returned: when a step failed
   type: dict
-  sample: {"attempted": true, "succeeded": true, "steps": 2}
+  sample: {"attempted": true, "succeeded": true, "as_before": true, "steps": 2}
 record:
   description: The file the resulting stack was recorded in (O(record)).
   returned: when O(record) is set and the run succeeded
@@ -292,20 +303,11 @@ error_detail:
   type: dict
   contains:
     errno:
-      description: The error name of a failed write, C(insmod) or C(rmmod).
+      description: The error name the kernel gave for a failed write, module load (C(finit_module)) or unload
+        (C(delete_module)).
       returned: when the kernel refused a step
       type: str
       sample: EINVAL
-    stderr:
-      description: What C(insmod) or C(rmmod) printed.
-      returned: when a command failed
-      type: str
-      sample: "insmod: ERROR: could not insert module /var/lib/lp_state_v1.ko: Invalid parameters"
-    rc:
-      description: The exit status of the failed command.
-      returned: when a command failed
-      type: int
-      sample: 1
     kernel_messages:
       description: Kernel log lines written during the failed load.
       returned: when a load failed
@@ -367,7 +369,7 @@ rule:
   description:
     - The rule the request would break, when the module refused it (for example V(replace_not_at_bottom),
       V(duplicate_name), V(release_mismatch), V(not_livepatch), V(transition_running), V(relative_path),
-      V(bad_record)), or what failed (V(step_failed), V(lock_timeout), V(unexpected_result)).
+      V(bad_record)), or what failed (V(load_failed), V(transition_stalled), V(lock_timeout), V(unexpected_result)).
     - V(internal_error) is a bug of this collection; the result still carries RV(stack) as observed after it.
   returned: when the module failed
   type: str

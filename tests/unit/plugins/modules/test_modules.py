@@ -586,3 +586,37 @@ def test_an_unsigned_module_is_refused_when_the_kernel_enforces_signatures(host,
 def test_unsigned_modules_load_when_the_kernel_does_not_enforce_signatures(host, capsys):
     result = stack(host, capsys, ['a'])
     assert result['rc'] == 0 and host.model.live_names() == ['a']
+
+
+# -- the run loads the bytes it verified and reports what converge saw (findings 1, 3, 4) ----
+
+def test_a_file_swapped_during_a_pop_does_not_reach_the_kernel(host, capsys):
+    stack(host, capsys, ['a', 'b'])
+    path = host.ko('b', 'v2')
+    verified = run(livepatch_info, capsys, root=host.model.root)  # nothing live from v2 yet
+    assert [p['name'] for p in verified['stack']] == ['a', 'b']
+    from kofactory import make_ko as write_ko
+    swapped = {}
+
+    def swap(model):  # while b v1 is being disabled, another build lands at v2's path
+        swapped['build'] = write_ko(path, 'b', build='evil', release=model.release)
+
+    host.model.on_event(swap, 'start', 'b', False)
+    result = run(livepatch_stack, capsys, stack=[{'path': host.ko('a')}, {'path': path}])
+    assert result['rc'] == 0 and swapped, result
+    live = dict(host.model.live_builds())
+    assert live['b'] != swapped['build']
+    assert live['b'] == [p for p in result['stack'] if p['name'] == 'b'][0]['build_id']
+
+
+def test_changed_and_the_message_follow_what_converge_saw(host, capsys):
+    stack(host, capsys, ['a'])
+    result = run(livepatch_stack, capsys, stack=[{'path': host.ko('a')}, {'path': host.ko('bad', pre_patch=1)}])
+    assert result['rc'] == 1 and result['rule'] == 'load_failed', result
+    assert result['changed'] is False and result['rollback']['attempted'] is False
+    assert 'the stack is as before the run (a)' in result['msg'] and host.model.live_names() == ['a']
+    popped = run(livepatch_stack, capsys, stack=[{'path': host.ko('b')}, {'path': host.ko('bad', pre_patch=1)}],
+                 foreign='pop')
+    assert popped['rc'] == 1 and popped['changed'] is True
+    assert popped['rollback']['as_before'] is True and 'Rolled back: the stack is as before' in popped['msg']
+    assert host.model.live_names() == ['a']
