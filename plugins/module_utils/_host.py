@@ -14,7 +14,7 @@ PRIVATE: this module_util may change at any time.
   patch this collection loaded came from, and its build. The kernel does not remember where a
   module came from; rollback needs the file, and the foreign-patch check needs to know what is
   ours.
-* The **boot record** is the stack a boot-time restore loads again. Its format is versioned
+* The **boot record** is the stack a boot-time restore loads again (docs/developer.md §10.5). Its format is versioned
   (:data:`RECORD_SCHEMA`), written by :func:`write_record` and read by :func:`read_record`
   only: a record of another shape is refused with rule ``bad_record``, never half-read.
 """

@@ -57,7 +57,7 @@ def real_host(module: Any) -> Host:
     """The managed host itself. Tests replace this function with one returning a kernel model.
 
     Patch files and every directory above them must be root's and not writable by others
-    (``FileTrust()``, docs/developer.md §10): no option weakens that.
+    (``FileTrust()``, docs/developer.md §10.1): no option weakens that.
     """
     return Host(kernel=Kernel(), lock=HostLock(timeout=module.params['lock_timeout']),
                 journal=Journal(), is_root=os.geteuid() == 0, trust=FileTrust())
@@ -139,10 +139,10 @@ class Runner:
     def resolve(self, entry: Mapping[str, Any]) -> Wanted:
         """The wanted patch a ``path`` entry names, its file opened, read and checked once per run.
 
-        ``open_module`` checks who can change the file (docs/developer.md §10) and parses it;
+        ``open_module`` checks who can change the file (docs/developer.md §10.1) and parses it;
         here: it must be a livepatch module (``livepatch=Y``, §2.5), built for the running
         kernel (first word of ``vermagic``) and carry the name given. The image is kept: those
-        bytes, and no others, are loaded.
+        bytes, and no others, are loaded (docs/developer.md §10.2).
         """
         key = (entry['path'], entry.get('name'), bool(entry.get('replace')), tuple(entry.get('requires') or ()))
         if key not in self._resolved:
@@ -264,7 +264,7 @@ class Runner:
             raise LivepatchError('transition_running', 'patch %s is in transition (%s) and wait=false; nothing was '
                                  'changed' % (snapshot.transition.patch, snapshot.transition.direction))
         with self.host.lock:
-            # Everything from here to the record is done holding the lock (docs/developer.md §8):
+            # Everything from here to the record is done holding the lock (docs/developer.md §10.5):
             # another run may have changed the stack while we waited for it.
             self._converge_locked(desired)
 

@@ -18,7 +18,7 @@ from typing import Any, Dict
 __all__ = ['FOREIGN_CHOICES', 'changing_spec', 'patch_spec', 'livepatch_spec', 'livepatch_stack_spec',
            'livepatch_info_spec']
 
-# What happens to live patches this collection did not load (docs/developer.md §8).
+# What happens to live patches this collection did not load (docs/developer.md §10.4).
 FOREIGN_CHOICES = ['refuse', 'keep', 'pop']
 
 Spec = Dict[str, Dict[str, Any]]
