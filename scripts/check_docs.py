@@ -1,9 +1,27 @@
 # Copyright (c) kernelops.livepatch contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Check that the collection documents every option and every RETURN key.
+"""Check that the collection documents every option, every RETURN key and every rule.
 
-Reads what ``ansible-doc --json`` renders (doc fragments merged) for every
+**Rules.** Scans the Python code under ``plugins/`` with :mod:`ast` for every rule name a
+module can return and compares them with the rule table of
+``docs/docsite/rst/workflows.rst`` (the ``list-table`` whose first header cell is ``rule``):
+a rule the code can return and the table does not list is a problem, and so is a row for a
+rule no code returns. A rule is found where it is
+
+* the ``rule`` argument of :class:`LivepatchError`, of any class derived from it or aliased to
+  it (``Refusal = LivepatchError``, ``import ... as``), or of any class or function that
+  forwards one of its parameters into such a place (``def refuse(rule, ...)``), positional or
+  ``rule=`` keyword, and the default value of such a parameter;
+* the value of a ``rule=`` keyword of any call (``fail_json(rule=...)``, ``self.fail(rule=...)``),
+  of a ``'rule'`` key in a dict literal, or of ``result['rule'] = ...``;
+
+written as a string literal, a module-level constant (also through ``module.NAME``), a local
+variable assigned from those, a conditional expression of those, or an element of a
+module-level dict/list/tuple constant. ``x.rule`` (passing an error's rule on) is accepted. An
+expression the scanner cannot resolve is reported, so that no rule escapes the table.
+
+**Options and RETURN keys.** Reads what ``ansible-doc --json`` renders (doc fragments merged) for every
 module and role of kernelops.livepatch and reports, per module:
 
 * an option (at any depth, ``suboptions`` included) without a description;
@@ -17,17 +35,345 @@ and, per role entry point, an option (at any depth) without a description.
 The collection must be findable by ansible-doc (scripts/test sets
 ANSIBLE_COLLECTIONS_PATH). Exit status 1 if anything is missing or if the
 collection has no module at all (a check with nothing to check must not pass).
+``--rules`` runs only the rule check (no ansible-doc needed).
 """
 
 from __future__ import annotations
 
+import ast
 import json
+import os
 import re
 import subprocess
 import sys
 import typing as t
 
 COLLECTION = "kernelops.livepatch"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RULE_TABLE = os.path.join("docs", "docsite", "rst", "workflows.rst")
+# The one error type (plugins/module_utils/_errors.py): LivepatchError(rule, message, ...).
+ERROR_BASE = "LivepatchError"
+
+
+# --- rules the code can return ----------------------------------------------------------------
+
+class _Carrier(t.NamedTuple):
+    """A class or function whose parameter ``keyword``, at ``index`` (without self), is a rule."""
+
+    index: int
+    keyword: str
+
+
+def _callee(func: ast.expr) -> str | None:
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return None
+
+
+def _params(func: ast.FunctionDef | ast.AsyncFunctionDef, method: bool) -> tuple[list[str], dict[str, ast.expr]]:
+    """Positional parameter names (without self/cls of a method) and the defaults by name."""
+    args = func.args
+    positional = [a.arg for a in args.posonlyargs + args.args]
+    defaults = dict(zip(positional[len(positional) - len(args.defaults):], args.defaults))
+    defaults.update((a.arg, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None)
+    if method and positional and positional[0] in ("self", "cls"):
+        positional = positional[1:]
+    names = positional + [a.arg for a in args.kwonlyargs]
+    return names, defaults
+
+
+class _File(t.NamedTuple):
+    path: str
+    tree: ast.Module
+    constants: dict[str, list[str]]
+    aliases: dict[str, str]
+
+
+def _literal_strings(node: ast.expr) -> list[str] | None:
+    """The strings of a literal str, or of a dict (values)/list/tuple/set literal of str."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, ast.Dict):
+        values = node.values
+    elif isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+        values = node.elts
+    else:
+        return None
+    found = [v.value for v in values if isinstance(v, ast.Constant) and isinstance(v.value, str)]
+    return found or None
+
+
+def _load(path: str, text: str) -> _File:
+    tree = ast.parse(text, filename=path)
+    constants: dict[str, list[str]] = {}
+    aliases: dict[str, str] = {}
+    for node in tree.body:
+        targets: list[ast.expr] = []
+        value = None
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        elif isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                if alias.asname:
+                    aliases[alias.asname] = alias.name
+        for target in targets:
+            if not isinstance(target, ast.Name) or value is None:
+                continue
+            strings = _literal_strings(value)
+            if strings is not None:
+                constants[target.id] = strings
+            elif isinstance(value, (ast.Name, ast.Attribute)):
+                aliases[target.id] = _callee(value) or ""
+    return _File(path, tree, constants, aliases)
+
+
+class RuleScan:
+    """Every rule name found in a set of Python sources, and what could not be resolved."""
+
+    def __init__(self, sources: t.Mapping[str, str]) -> None:
+        self.files = [_load(path, text) for path, text in sorted(sources.items())]
+        self.rules: dict[str, list[str]] = {}
+        self.problems: list[str] = []
+        self.carriers: dict[str, _Carrier] = {ERROR_BASE: _Carrier(0, "rule")}
+        self._owner: dict[ast.AST, ast.ClassDef] = {}  # a call in a constructor -> its class
+        self._find_carriers()
+        for file in self.files:
+            self._scan(file)
+
+    # which callables take a rule
+    def _find_carriers(self) -> None:
+        classes: dict[str, tuple[list[str], ast.FunctionDef | None]] = {}
+        for file in self.files:
+            for node in ast.walk(file.tree):
+                if isinstance(node, ast.ClassDef):
+                    init = next((item for item in node.body if isinstance(item, ast.FunctionDef)
+                                 and item.name == "__init__"), None)
+                    classes[node.name] = ([_callee(b) or "" for b in node.bases], init)
+                    if init is not None:
+                        self._owner.update((call, node) for call in ast.walk(init) if isinstance(call, ast.Call))
+        changed = True
+        while changed:  # to a fixed point: subclasses, aliases, forwarding functions
+            changed = False
+            for name, (bases, init) in classes.items():
+                if name in self.carriers:
+                    continue
+                carrier = None
+                if init is None:  # the constructor of the first base that takes a rule
+                    carrier = next((self.carriers[b] for b in bases if b in self.carriers), None)
+                else:
+                    carrier = self._forwarded(init, method=True)
+                if carrier is not None:
+                    self.carriers[name] = carrier
+                    changed = True
+            for file in self.files:
+                for alias, target in file.aliases.items():
+                    if target in self.carriers and alias not in self.carriers:
+                        self.carriers[alias] = self.carriers[target]
+                        changed = True
+                for func, method in self._functions(file.tree):
+                    if func.name not in self.carriers:
+                        carrier = self._forwarded(func, method)
+                        if carrier is not None:
+                            self.carriers[func.name] = carrier
+                            changed = True
+
+    def _forwarded(self, func: ast.FunctionDef | ast.AsyncFunctionDef, method: bool) -> _Carrier | None:
+        """The carrier a function is if it takes ``rule`` or passes one of its parameters on as a rule."""
+        names, _defaults = _params(func, method)
+        if "rule" in names:
+            return _Carrier(names.index("rule"), "rule")
+        for call in ast.walk(func):
+            expr = self._rule_argument(call) if isinstance(call, ast.Call) else None
+            if isinstance(expr, ast.Name) and expr.id in names:
+                return _Carrier(names.index(expr.id), expr.id)
+        return None
+
+    @staticmethod
+    def _functions(tree: ast.Module) -> t.Iterator[tuple[ast.FunctionDef | ast.AsyncFunctionDef, bool]]:
+        """Every function but ``__init__`` (a class's constructor), and whether it is a method."""
+        for node in ast.walk(tree):
+            for item in ast.iter_child_nodes(node):
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name != "__init__":
+                    yield item, isinstance(node, ast.ClassDef)
+
+    def _rule_argument(self, call: ast.Call) -> ast.expr | None:
+        """The expression this call passes as a rule, if the callee takes one."""
+        for keyword in call.keywords:
+            if keyword.arg == "rule":
+                return keyword.value
+        name, shift = _callee(call.func) or "", 0
+        if name == "__init__" and isinstance(call.func, ast.Attribute):
+            # super().__init__(rule, ...) or Base.__init__(self, rule, ...) in a constructor
+            base = call.func.value
+            if isinstance(base, ast.Call) and _callee(base.func) == "super":
+                owner = self._owner.get(call)
+                name = next((b for b in ([_callee(x) or "" for x in owner.bases] if owner else [])
+                             if b in self.carriers), "")
+            else:
+                name, shift = _callee(base) or "", 1
+        carrier = self.carriers.get(name)
+        if carrier is None:
+            return None
+        for keyword in call.keywords:
+            if keyword.arg == carrier.keyword:
+                return keyword.value
+        if carrier.index + shift < len(call.args):
+            return call.args[carrier.index + shift]  # a *args here is reported as unresolvable
+        return None  # the default: found at the def
+
+    # what a rule expression can be
+    def _scan(self, file: _File) -> None:
+        parents: dict[ast.AST, ast.AST] = {}
+        for node in ast.walk(file.tree):
+            for child in ast.iter_child_nodes(node):
+                parents[child] = node
+        for node in ast.walk(file.tree):
+            exprs: list[ast.expr] = []
+            if isinstance(node, ast.Call):
+                expr = self._rule_argument(node)
+                if expr is not None:
+                    exprs.append(expr)
+            elif isinstance(node, ast.Dict):
+                exprs.extend(v for k, v in zip(node.keys, node.values)
+                             if isinstance(k, ast.Constant) and k.value == "rule")
+            elif isinstance(node, ast.Assign):
+                for target in node.targets:
+                    if (isinstance(target, ast.Subscript) and isinstance(target.slice, ast.Constant)
+                            and target.slice.value == "rule"):
+                        exprs.append(node.value)
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                # the default of a rule parameter is returned when a caller passes none
+                _names, defaults = _params(node, method=False)
+                carrier = self.carriers.get(node.name)
+                keywords = {"rule", carrier.keyword} if carrier else {"rule"}
+                exprs.extend(defaults[k] for k in sorted(keywords) if k in defaults)
+            for expr in exprs:
+                where = "%s:%d" % (file.path, getattr(expr, "lineno", getattr(node, "lineno", 0)))
+                self._resolve(file, expr, where, self._enclosing(node, parents), 0)
+
+    @staticmethod
+    def _enclosing(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> ast.AST | None:
+        while node in parents:
+            node = parents[node]
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                return node
+        return None
+
+    def _constant(self, file: _File, name: str) -> list[str] | None:
+        if name in file.constants:
+            return file.constants[name]
+        name = file.aliases.get(name, name)
+        found = [f.constants[name] for f in self.files if name in f.constants]
+        return [s for strings in found for s in strings] if found else None
+
+    def _resolve(self, file: _File, expr: ast.expr, where: str, scope: ast.AST | None, depth: int) -> None:
+        strings: list[str] | None = None
+        if isinstance(expr, ast.Constant) and expr.value is None:
+            return  # "no rule" is not a rule
+        if isinstance(expr, ast.Constant) and isinstance(expr.value, str):
+            strings = [expr.value]
+        elif isinstance(expr, ast.IfExp):
+            self._resolve(file, expr.body, where, scope, depth + 1)
+            self._resolve(file, expr.orelse, where, scope, depth + 1)
+            return
+        elif isinstance(expr, ast.BoolOp):
+            for value in expr.values:
+                self._resolve(file, value, where, scope, depth + 1)
+            return
+        elif isinstance(expr, ast.Attribute) and expr.attr == "rule":
+            return  # an error's rule passed on: found where that error was made
+        elif isinstance(expr, ast.Attribute):
+            strings = self._constant(file, expr.attr)
+        elif isinstance(expr, ast.Subscript) and isinstance(expr.value, (ast.Name, ast.Attribute)):
+            strings = self._constant(file, _callee(expr.value) or "")
+        elif (isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute) and expr.func.attr == "get"
+              and isinstance(expr.func.value, (ast.Name, ast.Attribute))):
+            strings = self._constant(file, _callee(expr.func.value) or "")
+            if strings is not None and len(expr.args) > 1:
+                self._resolve(file, expr.args[1], where, scope, depth + 1)
+        elif isinstance(expr, ast.Name):
+            local = self._local_values(expr.id, scope)
+            if local is not None and depth < 8:
+                for value in local:
+                    self._resolve(file, value, where, scope, depth + 1)
+                return
+            if scope is not None and isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                carrier = self.carriers.get(scope.name)
+                if carrier is not None and carrier.keyword == expr.id:
+                    return  # forwarded: resolved at the calls of this function
+            strings = self._constant(file, expr.id)
+        if strings is None:
+            self.problems.append("%s: cannot tell which rule %s is; use a string literal or a module-level "
+                                 "constant" % (where, ast.unparse(expr)))
+            return
+        for value in strings:
+            self.rules.setdefault(value, []).append(where)
+
+    @staticmethod
+    def _local_values(name: str, scope: ast.AST | None) -> list[ast.expr] | None:
+        if scope is None:
+            return None
+        values = [node.value for node in ast.walk(scope) if isinstance(node, ast.Assign)
+                  and any(isinstance(target, ast.Name) and target.id == name for target in node.targets)]
+        return values or None
+
+
+def scan_rules(root: str = REPO) -> RuleScan:
+    """Scan every Python file under ``root``/plugins."""
+    sources = {}
+    for directory, _dirs, names in os.walk(os.path.join(root, "plugins")):
+        for name in names:
+            if name.endswith(".py"):
+                path = os.path.join(directory, name)
+                with open(path, encoding="utf-8") as handle:
+                    sources[os.path.relpath(path, root)] = handle.read()
+    return RuleScan(sources)
+
+
+def table_rules(text: str) -> dict[str, int]:
+    """The rules of the rule table: first cells of the ``list-table`` headed ``rule``, by line."""
+    rules: dict[str, int] = {}
+    lines = text.splitlines()
+    for start, line in enumerate(lines):
+        if line.strip() != ".. list-table::":
+            continue
+        rows = []
+        for number in range(start + 1, len(lines)):
+            row = lines[number]
+            if row.strip() and not row.startswith((" ", "\t")):
+                break
+            match = re.match(r"\s*\* - (.*)$", row)
+            if match:
+                rows.append((number + 1, match.group(1)))
+        if not rows or re.findall(r"``([^`]+)``", rows[0][1]) != ["rule"]:
+            continue
+        for number, cell in rows[1:]:
+            for rule in re.findall(r"``([^`]+)``", cell):
+                rules.setdefault(rule, number)
+    return rules
+
+
+def check_rules(root: str = REPO) -> list[str]:
+    """Problems: rules the code returns that the table lacks, rows no code returns, unresolved rules."""
+    scan = scan_rules(root)
+    with open(os.path.join(root, RULE_TABLE), encoding="utf-8") as handle:
+        documented = table_rules(handle.read())
+    problems = list(scan.problems)
+    if not documented:
+        problems.append("%s: no rule table (a list-table whose first header cell is ``rule``)" % RULE_TABLE)
+    for rule, places in sorted(scan.rules.items()):
+        if rule not in documented:
+            problems.append("rule %s (%s) is not in the rule table of %s" % (rule, ", ".join(sorted(set(places))), RULE_TABLE))
+    for rule, line in sorted(documented.items()):
+        if rule not in scan.rules:
+            problems.append("%s:%d: rule %s is in the rule table, but no code under plugins/ returns it"
+                            % (RULE_TABLE, line, rule))
+    print("check_docs: %d rule(s) in the code, %d in the table" % (len(scan.rules), len(documented)))
+    return problems
 
 
 def ansible_doc(*args: str) -> t.Any:
@@ -106,11 +452,16 @@ def check_module(name: str, entry: dict[str, t.Any]) -> list[str]:
     return problems
 
 
-def main() -> int:
-    """Check every module and role of the collection."""
+def main(argv: list[str] | None = None) -> int:
+    """Check the rule table, then every module and role of the collection."""
+    argv = sys.argv[1:] if argv is None else argv
+    problems = check_rules()
+    if "--rules" in argv:
+        for problem in problems:
+            print(problem)
+        return 1 if problems else 0
     modules = sorted(ansible_doc("-t", "module", "--list", COLLECTION))
     roles = sorted(ansible_doc("-t", "role", "--list", COLLECTION))
-    problems: list[str] = []
     if not modules:
         problems.append("%s: ansible-doc finds no module (is ANSIBLE_COLLECTIONS_PATH set?)" % COLLECTION)
     if modules:

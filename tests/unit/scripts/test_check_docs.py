@@ -1,0 +1,168 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, kernelops.livepatch contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The rule scanner of scripts/check_docs.py: which rules it finds in code, and the table check."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import textwrap
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+_SPEC = importlib.util.spec_from_file_location('check_docs', os.path.join(REPO, 'scripts', 'check_docs.py'))
+check_docs = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(check_docs)
+
+ERRORS = '''
+class LivepatchError(Exception):
+    def __init__(self, rule, message, patches=(), detail=None):
+        super().__init__(message)
+'''
+
+
+def scan(code, errors=ERRORS):
+    sources = {'plugins/module_utils/_errors.py': textwrap.dedent(errors),
+               'plugins/module_utils/_x.py': textwrap.dedent(code)}
+    return check_docs.RuleScan(sources)
+
+
+# code -> the exact set of rules the scanner must find there
+CASES = [
+    ('positional literal', "raise LivepatchError('lit', 'a message')", {'lit'}),
+    ('keyword', "raise LivepatchError(message='m', rule='kw')", {'kw'}),
+    ('subclass without a constructor',
+     "class KoFileError(LivepatchError):\n    pass\nraise KoFileError('sub', 'm')", {'sub'}),
+    ('subclass of a subclass',
+     "class A(LivepatchError):\n    pass\nclass B(A):\n    pass\nraise B('deep', 'm')", {'deep'}),
+    ('alias by assignment', "Refusal = LivepatchError\nraise Refusal('alias', 'm')", {'alias'}),
+    ('alias by import', "from ._errors import LivepatchError as Oops\nraise Oops('imported', 'm')", {'imported'}),
+    ('constructor with a fixed rule',
+     "class LockError(LivepatchError):\n"
+     "    def __init__(self, message):\n"
+     "        super().__init__('lock_timeout', message)\n"
+     "raise LockError('this is a message, not a rule')", {'lock_timeout'}),
+    ('constructor calling the base by name',
+     "class E(LivepatchError):\n"
+     "    def __init__(self, message):\n"
+     "        LivepatchError.__init__(self, 'by_name', message)\n"
+     "raise E('m')", {'by_name'}),
+    ('old argument order, rule third with a default',
+     "class BadInput(Exception):\n"
+     "    def __init__(self, message, patches=(), rule='bad_input'):\n"
+     "        self.rule = rule\n"
+     "raise BadInput('m', ['p'], 'missing_file')", {'bad_input', 'missing_file'}),
+    ('module-level constant', "RULE = 'const'\nraise LivepatchError(RULE, 'm')", {'const'}),
+    ('constant of another module', "from . import _y\nraise LivepatchError(_y.OTHER, 'm')", {'other'}),
+    ('fail_json keyword', "module.fail_json(msg='m', rule='fj')", {'fj'}),
+    ('fail keyword', "self.fail('m', rule='fl')", {'fl'}),
+    ('result key', "result['rule'] = 'rk'", {'rk'}),
+    ('dict literal', "out = {'msg': 'm', 'rule': 'dl'}", {'dl'}),
+    ('forwarding function',
+     "def refuse(rule, message):\n    raise LivepatchError(rule, message)\nrefuse('fw', 'm')", {'fw'}),
+    ('forwarding method',
+     "class R:\n"
+     "    def stop(self, why, rule):\n"
+     "        raise LivepatchError(rule, why)\n"
+     "R().stop('m', 'meth')", {'meth'}),
+    ('conditional expression', "raise LivepatchError('a' if x else 'b', 'm')", {'a', 'b'}),
+    ('local variable',
+     "def f(x):\n    rule = 'loc1'\n    if x:\n        rule = 'loc2'\n    raise LivepatchError(rule, 'm')",
+     {'loc1', 'loc2'}),
+    ('dict constant by errno', "BY_ERRNO = {'EBUSY': 'busy', 'EINVAL': 'invalid'}\n"
+     "raise LivepatchError(BY_ERRNO[e], 'm')", {'busy', 'invalid'}),
+    ('passing an error on', "module.fail_json(msg=exc.message, rule=exc.rule)", set()),
+    ('no rule at all', "module.fail_json(msg='m', rule=None)", set()),
+    ('not an error', "print('not_a_rule', 'm')\nraise ValueError('nor_this')", set()),
+]
+
+
+@pytest.mark.parametrize('code, expected', [(c, e) for _n, c, e in CASES], ids=[n for n, _c, _e in CASES])
+def test_scanner_finds_exactly_these_rules(code, expected):
+    result = check_docs.RuleScan({
+        'plugins/module_utils/_errors.py': ERRORS,
+        'plugins/module_utils/_y.py': "OTHER = 'other'\n",
+        'plugins/module_utils/_x.py': code,
+    })
+    assert set(result.rules) == expected
+    assert result.problems == []
+
+
+@pytest.mark.parametrize('code', [
+    "raise LivepatchError(compute(), 'm')",
+    "raise LivepatchError(*args)",
+    "module.fail_json(msg='m', rule=UNKNOWN_NAME)",
+])
+def test_scanner_reports_what_it_cannot_resolve(code):
+    result = scan(code)
+    assert len(result.problems) == 1
+    assert 'plugins/module_utils/_x.py:' in result.problems[0]
+
+
+TABLE = '''
+Some text with ``not_a_rule``.
+
+.. list-table::
+  :header-rows: 1
+
+  * - option
+    - ``also_not``
+
+.. list-table::
+  :header-rows: 1
+  :widths: 26 74
+
+  * - ``rule``
+    - meaning and what to do
+  * - ``one``
+    - The first; mentions ``not_a_rule_either`` in the meaning.
+  * - ``two``, ``three``
+    - Two at once.
+
+After the table.
+'''
+
+
+def test_table_rules_reads_first_cells_of_the_rule_table_only():
+    assert set(check_docs.table_rules(TABLE)) == {'one', 'two', 'three'}
+
+
+def make_repo(tmp_path, code, table):
+    (tmp_path / 'plugins' / 'module_utils').mkdir(parents=True)
+    (tmp_path / 'plugins' / 'module_utils' / '_errors.py').write_text(ERRORS)
+    (tmp_path / 'plugins' / 'module_utils' / '_x.py').write_text(textwrap.dedent(code))
+    rst = tmp_path / check_docs.RULE_TABLE
+    rst.parent.mkdir(parents=True)
+    rst.write_text(table)
+    return str(tmp_path)
+
+
+def test_check_rules_passes_when_code_and_table_agree(tmp_path):
+    root = make_repo(tmp_path, "raise LivepatchError('one', 'm')\nraise LivepatchError('two', 'm')\n"
+                               "module.fail_json(msg='m', rule='three')", TABLE)
+    assert check_docs.check_rules(root) == []
+
+
+def test_check_rules_fails_on_a_rule_missing_from_the_table(tmp_path):
+    root = make_repo(tmp_path, "raise LivepatchError('one', 'm')\nraise LivepatchError('two', 'm')\n"
+                               "module.fail_json(msg='m', rule='three')\nraise LivepatchError('four', 'm')", TABLE)
+    problems = check_docs.check_rules(root)
+    assert len(problems) == 1
+    assert 'rule four' in problems[0] and 'not in the rule table' in problems[0]
+
+
+def test_check_rules_fails_on_a_table_row_no_code_returns(tmp_path):
+    root = make_repo(tmp_path, "raise LivepatchError('one', 'm')\nraise LivepatchError('two', 'm')", TABLE)
+    problems = check_docs.check_rules(root)
+    assert len(problems) == 1
+    assert 'rule three' in problems[0] and 'no code' in problems[0]
+
+
+def test_check_rules_fails_without_a_rule_table(tmp_path):
+    root = make_repo(tmp_path, "raise LivepatchError('one', 'm')", 'No table here.\n')
+    problems = check_docs.check_rules(root)
+    assert any('no rule table' in p for p in problems)
