@@ -64,9 +64,10 @@ FONT = 'font-family="DejaVu Sans, Verdana, Arial, sans-serif"'
 def snapshot(live, builds=None, release=RELEASE):
     """A snapshot of a 5.1+ kernel whose stack is ``live`` (bottom first), as test_plan.py makes them."""
     builds = builds or {}
-    patches = [_observe.Patch(name, True, build_id=builds.get(name, 'v1')) for name in live]
+    patches = tuple(_observe.Patch(name=name, enabled=True, build_id=builds.get(name, 'v1')) for name in live)
     caps = _observe.capabilities_for(release, set())
-    return _observe.Snapshot('/', release, True, caps, patches, 'proc_modules', None, [], None, [], [])
+    return _observe.Snapshot(root='/', kernel_release=release, livepatch_supported=True, capabilities=caps,
+                             stack=patches, order_source='proc_modules')
 
 
 def wanted(specs):
@@ -74,8 +75,8 @@ def wanted(specs):
     result = []
     for spec in specs:
         name, _sep, build = spec.partition('@')
-        result.append(_plan.Wanted(name, '/var/lib/kernelops-livepatch/%s.ko' % name, build or 'v1',
-                                   replace=name.startswith('R')))
+        result.append(_plan.Wanted(name=name, path='/var/lib/kernelops-livepatch/%s.ko' % name,
+                                   build_id=build or 'v1', replace=name.startswith('R')))
     return result
 
 
@@ -102,7 +103,7 @@ def states(live, kept, steps, labels):
         elif step.action == 'unload':
             take(off, step.patch)
         elif step.action == 'load':
-            for name in step.retires:  # a replace patch retires these when it lands (§3.4)
+            for name in step.retires:  # a replace patch retires these when it lands (docs/developer.md §3.4)
                 off.append(take(stack, name))
             stack.append((labels.get(step.patch, step.patch), 'pushed'))
         elif step.action == 'enable':
