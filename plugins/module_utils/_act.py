@@ -3,20 +3,14 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Transitional: the host lock and journal, and the old names of the kernel layer.
+"""Transitional: the old names and calls of the kernel layer, for callers not yet moved.
 
-PRIVATE: this module_util may change at any time, and goes away once ``_common.py`` is
-replaced by ``_runner.py`` (lock, journal and record move to ``_host.py``). Kernel access is
-``_kernel``, running steps ``_executor``, converge and rollback ``_converge``.
+PRIVATE: this module_util goes away once nothing imports it. Kernel access is ``_kernel``,
+running steps ``_executor``, converge and rollback ``_converge``; the host lock and the journal
+are in ``_host``.
 """
 
 from __future__ import annotations
-
-import errno
-import fcntl
-import json
-import os
-import tempfile
 
 from ansible_collections.kernelops.livepatch.plugins.module_utils import _kofile
 from ansible_collections.kernelops.livepatch.plugins.module_utils._converge import converge as _converge
@@ -26,18 +20,7 @@ from ansible_collections.kernelops.livepatch.plugins.module_utils._executor impo
 from ansible_collections.kernelops.livepatch.plugins.module_utils._kernel import Clock, Kernel, poll_until
 from ansible_collections.kernelops.livepatch.plugins.module_utils._plan import Wanted, plan_stack
 
-__all__ = ['ActError', 'StallError', 'LockError', 'HostKernel', 'HostLock', 'Journal', 'Executor', 'converge',
-           'write_json_atomically', 'poll_until']
-
-LOCK_PATH = '/run/kernelops-livepatch.lock'
-JOURNAL_DIR = '/run/kernelops-livepatch'
-
-
-class LockError(ActError):
-    """Another run holds the host lock."""
-
-    def __init__(self, message, detail=None):
-        super().__init__('lock_timeout', message, (), detail)
+__all__ = ['ActError', 'StallError', 'HostKernel', 'Executor', 'converge', 'poll_until']
 
 
 def HostKernel(module, root='/', clock=Clock):  # noqa: N802  pylint: disable=invalid-name
@@ -93,96 +76,3 @@ def converge(kernel, wanted, plan, executor, original, rollback=True, journal_en
             'error_detail': dict(error.detail) if error else None,
             'rollback': result.rollback.as_dict() if result.rollback else None, 'snapshot': result.snapshot,
             'result': result}
-
-
-class HostLock(object):
-    """flock on a file under /run, so two runs (two AWX jobs) never interleave on one host."""
-
-    def __init__(self, path=LOCK_PATH, timeout=60.0, clock=Clock):
-        self.path = path
-        self.timeout = timeout
-        self.clock = clock
-        self.handle = None
-
-    def _try(self):
-        try:
-            fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except (IOError, OSError) as exc:
-            if exc.errno in (errno.EAGAIN, errno.EACCES):
-                return False
-            raise
-
-    def __enter__(self):
-        directory = os.path.dirname(self.path)
-        if directory and not os.path.isdir(directory):
-            os.makedirs(directory)
-        self.handle = open(self.path, 'a')
-        taken, waited = poll_until(self._try, self.timeout, self.clock)
-        if not taken:
-            self.handle.close()
-            self.handle = None
-            raise LockError('another livepatch run holds %s; gave up after %.1f s (lock_timeout)' % (self.path, waited),
-                            {'lock': self.path, 'waited': round(waited, 3)})
-        self.handle.seek(0)
-        self.handle.truncate()
-        self.handle.write('%d\n' % os.getpid())
-        self.handle.flush()
-        return self
-
-    def __exit__(self, *exc):
-        if self.handle is not None:
-            fcntl.flock(self.handle.fileno(), fcntl.LOCK_UN)
-            self.handle.close()
-            self.handle = None
-        return False
-
-
-class Journal(object):
-    """What this collection loaded since boot: name → path and build ID, kept under /run (tmpfs).
-
-    The kernel does not remember where a module came from; to re-push a popped patch on
-    rollback we need its file. Entries are only trusted when the file's build ID still matches.
-    """
-
-    def __init__(self, directory=JOURNAL_DIR):
-        self.directory = directory
-        self.path = os.path.join(directory, 'journal.json')
-
-    def read(self):
-        try:
-            with open(self.path) as handle:
-                data = json.load(handle)
-            return data if isinstance(data, dict) else {}
-        except (IOError, OSError, ValueError):
-            return {}
-
-    def record(self, wanted):
-        data = self.read()
-        data[wanted.name] = {'path': wanted.path, 'build_id': wanted.build_id, 'replace': wanted.replace}
-        write_json_atomically(self.path, data)
-
-
-def write_json_atomically(path, data):
-    """Temp file in the same directory, fsync, rename, fsync the directory: never a torn file."""
-    directory = os.path.dirname(path) or '.'
-    if not os.path.isdir(directory):
-        os.makedirs(directory)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.%s.' % os.path.basename(path))
-    try:
-        with os.fdopen(fd, 'w') as handle:
-            json.dump(data, handle, sort_keys=True, indent=1)
-            handle.write('\n')
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.rename(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

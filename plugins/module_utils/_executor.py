@@ -136,8 +136,10 @@ class Executor:
         return waited
 
     def _stall_detail(self, name: str, waited: float, target: Optional[bool] = None) -> Dict[str, Any]:
-        snapshot = self.kernel.observe(blocker_stacks=True)
-        transition = snapshot.transition
+        try:
+            transition = self.kernel.observe(blocker_stacks=True).transition
+        except Exception:  # pylint: disable=broad-except
+            transition = None  # the blockers are a report; failing to read them must not hide the stall
         if target is None:
             direction = transition.direction if transition is not None else None
         else:
@@ -279,7 +281,11 @@ class Executor:
             raise ActError(LOAD_FAILED, 'loading patch %s from %s failed: %s%s' % (
                 step.patch, image.path, attempts[-1].message or error, _kernel_reason(messages)), [step.patch], detail)
         if self.on_loaded is not None:
-            self.on_loaded(step, image)
+            try:
+                self.on_loaded(step, image)
+            except (OSError, LivepatchError) as exc:
+                # The module is in the kernel whatever the journal says; carry on, but say so.
+                self.warn('patch %s was loaded but could not be noted in the journal: %s' % (step.patch, exc))
         if not self.kernel.exists(LIVEPATCH_DIR, step.patch):
             # We loaded it, so we take it out again: no patch depends on a module that is none.
             unloaded = self.kernel.unload_module(step.patch)

@@ -3,17 +3,15 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Executor and converge against the kernel model: waits, stalls, reversal, rollback, the host lock."""
+"""Executor and converge against the kernel model: waits, stalls, reversal, rollback."""
 
 from __future__ import annotations
 
 import json
 import os
-import threading
 
 import pytest
 
-from ansible_collections.kernelops.livepatch.plugins.module_utils._act import HostLock, LockError
 from ansible_collections.kernelops.livepatch.plugins.module_utils._executor import StallError
 from ansible_collections.kernelops.livepatch.plugins.module_utils._kernel import poll_until
 from ansible_collections.kernelops.livepatch.plugins.module_utils._plan import Step
@@ -149,7 +147,7 @@ def test_ebusy_from_the_kernel_is_retried(lab):
     a, b = lab.ko('a'), lab.ko('b')
     executor = lab.executor()
     lab.model.insmod(a.path)  # someone else's insmod: a transition is now running
-    executor.run([Step('load', 'b', 'push', path=b.path)], {'b': model_image(b.path)})
+    executor.run([Step(action='load', patch='b', reason='push', path=b.path)], {'b': model_image(b.path)})
     assert lab.model.observe().names() == ['a', 'b']
     assert executor.records[0].kernel_changed
 
@@ -175,7 +173,7 @@ def test_4_19_signal_is_written_before_giving_up(tmp_path):
 def test_a_load_step_without_verified_bytes_is_refused(lab):
     executor = lab.executor()
     with pytest.raises(Exception) as info:
-        executor.run([Step('load', 'b', 'push', path='/somewhere/b.ko')], {})
+        executor.run([Step(action='load', patch='b', reason='push', path='/somewhere/b.ko')], {})
     assert info.value.rule == 'no_file'
     assert records(executor) == ['apply load b failed'] and not executor.records[0].kernel_changed
 
@@ -186,27 +184,6 @@ def test_the_result_is_json(lab):
     _plan, executor, result = lab.converge([a, bad])
     text = json.dumps({'result': result.as_dict(), 'steps': [r.as_dict() for r in executor.records]})
     assert json.loads(text)['result']['rule'] == 'load_failed'
-
-
-def test_host_lock_serialises_runs(tmp_path):
-    path = str(tmp_path / 'lock')
-    order = []
-    with HostLock(path, timeout=1.0):
-        with pytest.raises(LockError, match='another livepatch run holds'):
-            with HostLock(path, timeout=0.05):
-                order.append('second inside')
-        release = threading.Event()
-
-        def later():
-            with HostLock(path, timeout=5.0):
-                order.append('thread')
-            release.set()
-        thread = threading.Thread(target=later)
-        thread.start()
-        order.append('first')
-    release.wait(5)
-    thread.join()
-    assert order == ['first', 'thread']
 
 
 def test_poll_until_backs_off_in_milliseconds():

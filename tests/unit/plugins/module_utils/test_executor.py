@@ -14,7 +14,7 @@ import pytest
 from ansible_collections.kernelops.livepatch.plugins.module_utils._executor import ActError
 from ansible_collections.kernelops.livepatch.plugins.module_utils._plan import Step
 
-from kernel_model import Lab
+from kernel_model import Lab, model_image
 
 
 def end_at_the_timeout(model, name, timeout):
@@ -77,7 +77,7 @@ def test_a_refused_write_is_an_error_with_a_rule_not_an_exception(tmp_path):
     lab = Lab(tmp_path, '6.12')
     executor = lab.executor()
     with pytest.raises(ActError) as info:
-        executor.run([Step('disable', 'nothere', 'pop')], {})
+        executor.run([Step(action='disable', patch='nothere', reason='pop')], {})
     assert info.value.rule == 'write_failed' and info.value.detail['errno'] == 'ENOENT'
     assert not executor.records[0].kernel_changed
 
@@ -89,5 +89,20 @@ def test_a_failed_unload_is_an_error_with_a_rule(tmp_path):
     lab.model.modules[0].refcnt = 0
     executor = lab.executor()
     with pytest.raises(ActError) as info:
-        executor.run([Step('unload', 'a', 'pop')], {})
+        executor.run([Step(action='unload', patch='a', reason='pop')], {})
     assert info.value.rule == 'unload_failed' and info.value.detail['errno'] == 'EAGAIN'
+
+
+def test_a_journal_that_cannot_be_written_does_not_hide_the_load(tmp_path):
+    lab = Lab(tmp_path, '6.12')
+    a = lab.ko('a')
+    warnings = []
+    executor = lab.executor()
+    executor.warn = warnings.append
+
+    def broken(step, image):
+        raise OSError(28, 'No space left on device')
+    executor.on_loaded = broken
+    executor.run([Step(action='load', patch='a', reason='push', path=a.path)], {'a': model_image(a.path)})
+    assert lab.model.live_names() == ['a'] and executor.records[0].outcome == 'ok'
+    assert warnings == ['patch a was loaded but could not be noted in the journal: [Errno 28] No space left on device']
