@@ -27,7 +27,7 @@ from elftools.elf.elffile import ELFFile
 
 from ansible_collections.kernelops.livepatch.plugins.module_utils._kofile import (
     FileTrust, KoFileError, ModuleImage, module_name_from_path, normalise_name, open_module, parse_build_id_note,
-    parse_module, read_kofile,
+    parse_module, read_kofile, read_modinfo,
 )
 
 import kofactory
@@ -379,3 +379,13 @@ def test_build_id_note_parsing(blob, expected):
 ])
 def test_module_name_from_path(path, name):
     assert module_name_from_path(path) == name
+
+
+def test_read_modinfo_gives_every_key_of_an_image():
+    data = ko_bytes('lab-a', replace=True, extra={'depends': 'x,y'})[0]
+    info = read_modinfo(data)
+    assert (info['name'], info['x_replace'], info['depends'], info['livepatch']) == (['lab-a'], ['1'], ['x,y'], ['Y'])
+    assert parse_module(data).depends == ('x', 'y')
+    with pytest.raises(KoFileError) as refused:
+        read_modinfo(kofactory.elf_bytes([('.text', b'\x90')]))
+    assert refused.value.rule == 'not_a_module'
