@@ -21,6 +21,9 @@ variable assigned from those, a conditional expression of those, or an element o
 module-level dict/list/tuple constant. ``x.rule`` (passing an error's rule on) is accepted. An
 expression the scanner cannot resolve is reported, so that no rule escapes the table.
 
+**Citations.** Every ``docs/developer.md §N`` (or ``§N.M``, ``§8 rule N``) cited in a file git
+tracks names a section (or rule) that ``docs/developer.md`` has.
+
 **Options and RETURN keys.** Reads what ``ansible-doc --json`` renders (doc fragments merged) for every
 module and role of kernelops.livepatch and reports, per module:
 
@@ -35,7 +38,7 @@ and, per role entry point, an option (at any depth) without a description.
 The collection must be findable by ansible-doc (scripts/test sets
 ANSIBLE_COLLECTIONS_PATH). Exit status 1 if anything is missing or if the
 collection has no module at all (a check with nothing to check must not pass).
-``--rules`` runs only the rule check (no ansible-doc needed).
+``--rules`` runs only the rule and citation checks (no ansible-doc needed).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ import typing as t
 COLLECTION = "kernelops.livepatch"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RULE_TABLE = os.path.join("docs", "docsite", "rst", "workflows.rst")
+DEVELOPER = os.path.join("docs", "developer.md")
 # The one error type (plugins/module_utils/_errors.py): LivepatchError(rule, message, ...).
 ERROR_BASE = "LivepatchError"
 
@@ -452,10 +456,77 @@ def check_module(name: str, entry: dict[str, t.Any]) -> list[str]:
     return problems
 
 
+# --- citations of docs/developer.md ----------------------------------------------------------
+
+def developer_sections(text: str) -> tuple[set[str], set[int]]:
+    """The section numbers (``"2"``, ``"2.1"``) and the rule numbers of §8 in docs/developer.md."""
+    sections = set(re.findall(r"^#{2,3} §(\d+(?:\.\d+)?)\b", text, flags=re.M))
+    rules = {int(n) for n in re.findall(r'<a id="s8-rule-(\d+)"></a>', text)}
+    return sections, rules
+
+
+def _cited(tail: str) -> tuple[list[str], list[int]]:
+    """The sections and §8 rules cited in the text right after ``developer.md``.
+
+    Stops at the next file name (``livepatch.rst §3`` cites another document) and at a
+    sentence end, so that only this citation is read.
+    """
+    tail = re.split(r"\b[\w-]+\.(?:rst|md|c|h|py|txt|yml)\b|[.;]\s|[.;]$", tail, maxsplit=1)[0]
+    sections, rules = [], []
+    for match in re.finditer(r"§(\d+(?:\.\d+)?)(?:\s*[-–]\s*§?(\d+(?:\.\d+)?))?"
+                             r"((?:,?\s*rules?\s+\d+(?:\s*(?:-|–|,|and)\s*\d+)*)?)", tail):
+        sections.extend(n for n in match.group(1, 2) if n)
+        if match.group(3):
+            numbers = [int(n) for n in re.findall(r"\d+", match.group(3))]
+            if re.search(r"\d\s*[-–]\s*\d", match.group(3)) and len(numbers) == 2:
+                numbers = list(range(numbers[0], numbers[1] + 1))
+            rules.extend(numbers)
+    return sections, rules
+
+
+def _tracked_files(root: str) -> list[str]:
+    proc = subprocess.run(["git", "-C", root, "ls-files", "-z"], check=False, capture_output=True)
+    if proc.returncode == 0:
+        return [name for name in proc.stdout.decode("utf-8", "replace").split("\0") if name]
+    found = []
+    for directory, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in (".git", ".venv", "built-docs", ".cache")]
+        found.extend(os.path.relpath(os.path.join(directory, n), root) for n in names)
+    return found
+
+
+def check_citations(root: str = REPO) -> list[str]:
+    """Problems: a citation of docs/developer.md that names a section or rule it does not have."""
+    with open(os.path.join(root, DEVELOPER), encoding="utf-8") as handle:
+        sections, rules = developer_sections(handle.read())
+    problems = []
+    if not sections:
+        problems.append("%s: no numbered sections found" % DEVELOPER)
+    for name in sorted(_tracked_files(root)):
+        path = os.path.join(root, name)
+        if name == DEVELOPER or not os.path.isfile(path):
+            continue
+        try:
+            with open(path, encoding="utf-8") as handle:
+                lines = handle.read().splitlines()
+        except (UnicodeDecodeError, OSError):
+            continue
+        for number, line in enumerate(lines, 1):
+            for piece in line.split("developer.md")[1:]:
+                cited_sections, cited_rules = _cited(piece)
+                for section in cited_sections:
+                    if section not in sections:
+                        problems.append("%s:%d: cites %s §%s, which does not exist" % (name, number, DEVELOPER, section))
+                for rule in cited_rules:
+                    if rule not in rules:
+                        problems.append("%s:%d: cites %s §8 rule %d, which does not exist" % (name, number, DEVELOPER, rule))
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     """Check the rule table, then every module and role of the collection."""
     argv = sys.argv[1:] if argv is None else argv
-    problems = check_rules()
+    problems = check_rules() + check_citations()
     if "--rules" in argv:
         for problem in problems:
             print(problem)

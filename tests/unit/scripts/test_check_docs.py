@@ -166,3 +166,50 @@ def test_check_rules_fails_without_a_rule_table(tmp_path):
     root = make_repo(tmp_path, "raise LivepatchError('one', 'm')", 'No table here.\n')
     problems = check_docs.check_rules(root)
     assert any('no rule table' in p for p in problems)
+
+
+DEVELOPER = '''# facts
+<a id="s2"></a>
+## §2 Writes
+### §2.1 enabled
+### §2.5 load errors
+## §8 The rules
+<a id="s8-rule-1"></a>
+1. one
+<a id="s8-rule-2"></a>
+2. two
+<a id="s8-rule-3"></a>
+3. three
+'''
+
+
+@pytest.mark.parametrize('line, problems', [
+    ('# the kernel says EINVAL (docs/developer.md §2.1)', []),
+    ('# docs/developer.md §2, §2.5 and §8 rules 1-3', []),
+    ('.. docs/developer.md §2.1-§2.5 (writes), §8 rule 2', []),
+    ('# docs/developer.md §2.1; see livepatch.rst §3 for the kernel side', []),
+    ('# docs/developer.md §2.2 (no such section)', ['§2.2']),
+    ('# docs/developer.md §9.7', ['§9.7']),
+    ('# docs/developer.md §8 rule 4', ['rule 4']),
+    ('# docs/developer.md §8 rules 2-5', ['rule 4', 'rule 5']),
+    ('x = 1  # docs/developer.md §2.1 and docs/developer.md §3', ['§3']),
+])
+def test_citations_name_existing_sections(tmp_path, line, problems):
+    (tmp_path / 'docs').mkdir()
+    (tmp_path / 'docs' / 'developer.md').write_text(DEVELOPER)
+    (tmp_path / 'code.py').write_text('pass\n%s\n' % line)
+    found = check_docs.check_citations(str(tmp_path))
+    assert len(found) == len(problems)
+    for problem, expected in zip(found, problems):
+        assert problem.startswith('code.py:2: ') and expected in problem
+
+
+def test_the_developer_document_has_every_section_the_code_may_cite():
+    """The numbering agreed with the code: §0-§10, and §8's ten rules."""
+    with open(os.path.join(REPO, 'docs', 'developer.md'), encoding='utf-8') as handle:
+        sections, rules = check_docs.developer_sections(handle.read())
+    expected = {'0', '1', '1.1', '1.2', '1.3', '1.4', '2', '2.1', '2.2', '2.3', '2.4', '2.5', '3', '3.1', '3.2',
+                '3.3', '3.4', '4', '4.1', '4.2', '4.3', '5', '5.1', '5.2', '5.3', '5.4', '5.5', '6', '7', '8',
+                '9', '10', '10.1', '10.2', '10.3', '10.4', '10.5'} | {'9.%d' % n for n in range(1, 11)}
+    assert sections == expected
+    assert rules == set(range(1, 11))
