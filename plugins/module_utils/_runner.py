@@ -30,7 +30,6 @@ from ansible_collections.kernelops.livepatch.plugins.module_utils._kernel import
 from ansible_collections.kernelops.livepatch.plugins.module_utils._kofile import (
     MISSING_FILE, FileTrust, KoFileError, ModuleImage, module_name_from_path, normalise_name, open_module,
 )
-from ansible_collections.kernelops.livepatch.plugins.module_utils._observe import ObserveError
 from ansible_collections.kernelops.livepatch.plugins.module_utils._plan import Wanted, plan_stack, same_build
 from ansible_collections.kernelops.livepatch.plugins.module_utils._values import value_object
 
@@ -110,6 +109,7 @@ class Runner:
                                    % (type(exc).__name__, exc))
             try:
                 self.snapshot = self.host.kernel.observe()
+                self.result['stack'] = _stack_dicts(self.snapshot)  # what is live now, not what was planned
             except Exception:  # pylint: disable=broad-except
                 pass
             self._fail(error, exception=trace)
@@ -124,10 +124,7 @@ class Runner:
 
     # -- reading --------------------------------------------------------------------------
     def observe(self) -> Any:
-        try:
-            snapshot = self.host.kernel.observe()
-        except ObserveError as exc:
-            raise LivepatchError('observe_failed', str(exc))
+        snapshot = self.host.kernel.observe()  # ObserveError('bad_root') when the tree cannot be read
         self.snapshot = snapshot
         if not snapshot.livepatch_supported:
             raise LivepatchError('no_livepatch', 'kernel %s has no livepatch support (/sys/kernel/livepatch is missing: '

@@ -368,10 +368,16 @@ taint:
       type: bool
       sample: true
 rule:
-  description: Why the module failed (V(observe_failed), V(bad_record), V(relative_path)).
+  description: Why the module failed (V(bad_root), V(bad_record), V(relative_path)).
   returned: when the module failed
   type: str
   sample: bad_record
+patches:
+  description: The patches the failure is about (empty when it is about no patch in particular).
+  returned: when the module failed
+  type: list
+  elements: str
+  sample: []
 warnings_seen:
   description: What could not be read cleanly (a patch that vanished while being read, garbage in a file).
   returned: always
@@ -388,7 +394,7 @@ from ansible_collections.kernelops.livepatch.plugins.module_utils._errors import
 from ansible_collections.kernelops.livepatch.plugins.module_utils._host import (
     JOURNAL_DIR, Journal, ours_from, read_record,
 )
-from ansible_collections.kernelops.livepatch.plugins.module_utils._observe import ObserveError, observe
+from ansible_collections.kernelops.livepatch.plugins.module_utils._observe import observe
 from ansible_collections.kernelops.livepatch.plugins.module_utils._plan import foreign_patches
 from ansible_collections.kernelops.livepatch.plugins.module_utils._spec import livepatch_info_spec
 
@@ -396,10 +402,7 @@ from ansible_collections.kernelops.livepatch.plugins.module_utils._spec import l
 def read_state(params):
     """The snapshot as a result, each live patch marked ours or foreign."""
     root = params['root']
-    try:
-        snapshot = observe(root, blocker_stacks=params['blocker_stacks'])
-    except ObserveError as exc:
-        raise LivepatchError('observe_failed', str(exc))
+    snapshot = observe(root, blocker_stacks=params['blocker_stacks'])  # ObserveError('bad_root')
     record_path = params['record']
     if record_path and not os.path.isabs(record_path):
         raise LivepatchError('relative_path', 'record %s is a relative path; give an absolute path' % record_path)

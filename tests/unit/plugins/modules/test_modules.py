@@ -90,7 +90,7 @@ def test_info_reads_the_model(host, capsys):
 
 def test_info_bad_root(capsys, tmp_path):
     result = run(livepatch_info, capsys, root=str(tmp_path / 'missing'))
-    assert result['rc'] == 1 and 'does not exist' in result['msg']
+    assert result['rc'] == 1 and 'does not exist' in result['msg'] and result['rule'] == 'bad_root'
 
 
 def test_check_mode_predicts_the_run_exactly_and_diff_shows_the_stack(host, capsys):
