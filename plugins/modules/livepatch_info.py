@@ -368,7 +368,7 @@ taint:
       type: bool
       sample: true
 rule:
-  description: Why the module failed (V(bad_root), V(bad_record), V(relative_path)).
+  description: Why the module failed (V(bad_root), V(bad_record), V(relative_path); V(internal_error) for a bug).
   returned: when the module failed
   type: str
   sample: bad_record
@@ -424,6 +424,10 @@ def main():
         result = read_state(module.params)
     except LivepatchError as exc:
         module.fail_json(msg=exc.message, rule=exc.rule, patches=exc.patches, **exc.detail)
+    except Exception as exc:  # pylint: disable=broad-except
+        # A bug still ends in a JSON result with a rule, never a bare traceback.
+        module.fail_json(msg='internal error (%s: %s); please report it' % (type(exc).__name__, exc),
+                         rule='internal_error', patches=[])
     for warning in result['warnings_seen']:
         module.warn(warning)
     module.exit_json(changed=False, **result)

@@ -620,3 +620,14 @@ def test_changed_and_the_message_follow_what_converge_saw(host, capsys):
     assert popped['rc'] == 1 and popped['changed'] is True
     assert popped['rollback']['as_before'] is True and 'Rolled back: the stack is as before' in popped['msg']
     assert host.model.live_names() == ['a']
+
+
+def test_info_turns_a_bug_into_a_json_failure(host, capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise KeyError('a bug')
+
+    monkeypatch.setattr(livepatch_info, 'foreign_patches', broken)
+    with patch_module_args({'root': host.model.root}), pytest.raises(SystemExit) as info:
+        livepatch_info.main()
+    result = json.loads(capsys.readouterr().out)
+    assert info.value.code == 1 and result['rule'] == 'internal_error' and "KeyError: 'a bug'" in result['msg']
