@@ -219,17 +219,24 @@ class Kernel:
         if syscall is None:
             return 'ENOSYS'
         call, number = syscall
-        result = call(number, name.encode('ascii'), os.O_NONBLOCK)
+        result = call(ctypes.c_long(number), ctypes.c_char_p(name.encode('ascii')), ctypes.c_long(os.O_NONBLOCK))
         return errno_name(ctypes.get_errno()) if result != 0 else None
+
+
+def _libc() -> Any:
+    """The C library of this process (errno kept per call), or None without ctypes."""
+    if ctypes is None:
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
 
 
 def _syscall(index: int) -> Optional[Tuple[Callable[..., int], int]]:
     """libc's syscall() and the number of finit_module (0) or delete_module (1), or None."""
-    if ctypes is None:
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-    except OSError:
+    libc = _libc()
+    if libc is None:
         return None
     bits = ctypes.sizeof(ctypes.c_void_p) * 8
     numbers = _SYSCALLS.get((os.uname().machine, bits))
@@ -244,12 +251,13 @@ def _finit_module(fd: int) -> Optional[str]:
     syscall = _syscall(0)
     if syscall is not None:
         call, number = syscall
-        result = call(number, ctypes.c_int(fd), ctypes.c_char_p(b''), ctypes.c_int(0))
+        # syscall() reads every argument as a long: pass longs, not ints of unknown upper bits.
+        result = call(ctypes.c_long(number), ctypes.c_long(fd), ctypes.c_char_p(b''), ctypes.c_long(0))
         return errno_name(ctypes.get_errno()) if result != 0 else None
-    if ctypes is not None:
-        # An architecture missing from the table: a libc that has a finit_module() symbol (none
-        # of glibc 2.36-2.41 does) can still do it.
-        libc = ctypes.CDLL(None, use_errno=True)
+    libc = _libc()
+    if libc is not None:
+        # An architecture missing from the table: a libc that has a finit_module() symbol (glibc
+        # has none; it exports init_module and delete_module only) can still do it.
         if hasattr(libc, 'finit_module'):
             result = libc.finit_module(ctypes.c_int(fd), ctypes.c_char_p(b''), ctypes.c_int(0))
             return errno_name(ctypes.get_errno()) if result != 0 else None
@@ -266,7 +274,7 @@ def _load_bytes(data: bytes) -> Tuple[Optional[str], str]:
     load is refused with ENOSYS and a message: running insmod on a path instead would load
     whatever is at that path by then, which is what this layer exists to prevent.
     """
-    if ctypes is None or _syscall(0) is None and not hasattr(ctypes.CDLL(None), 'finit_module'):
+    if _syscall(0) is None and not hasattr(_libc(), 'finit_module'):
         return 'ENOSYS', ('cannot call finit_module on this host (no ctypes, or an unknown architecture %s); '
                           'refusing to load by path' % os.uname().machine)
     try:
