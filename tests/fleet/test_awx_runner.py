@@ -11,9 +11,10 @@ The private data directory (AWX 24 / AAP 2.x, ansible-runner's "Input directory 
 
     project/                   the project checkout; the job's working directory
       livepatch.yml            import_playbook: kernelops.livepatch.converge (the guide's layout)
-      group_vars/all/livepatch.yml   livepatch_stack_stacks with relative src paths
       patches/RELEASE/*.ko
-    inventory/hosts            an executable script that prints the inventory as JSON, as AWX writes it
+    inventory/hosts            an executable script that prints the inventory as JSON, as AWX writes
+                               it, with livepatch_stack_stacks (relative src paths) in the group vars
+                               of all: what AWX hands a job from an inventory sourced from the project
     env/extravars              the survey answers as AWX sends them: integers as numbers,
                                text and multiple choice as strings, pop_to empty
     env/envvars                ANSIBLE_COLLECTIONS_PATH with requirements_collections/ first
@@ -62,7 +63,7 @@ def sha256(path: Path) -> str:
 
 
 def private_data_dir(root: Path, installed: Path, hosts: dict, release: str, patches: Path, extravars: dict) -> Path:
-    (root / "project" / "group_vars" / "all").mkdir(parents=True)
+    (root / "project").mkdir(parents=True)
     (root / "inventory").mkdir()
     (root / "env").mkdir()
     shutil.copytree(installed, root / "requirements_collections")
@@ -74,9 +75,8 @@ def private_data_dir(root: Path, installed: Path, hosts: dict, release: str, pat
     for name in ("lab_a", "lab_b"):
         shutil.copy2(patches / f"{name}.ko", dest / f"{name}.ko")
         stack.append({"src": f"patches/{release}/{name}.ko", "sha256": sha256(dest / f"{name}.ko")})
-    (root / "project" / "group_vars" / "all" / "livepatch.yml").write_text(
-        json.dumps({"livepatch_stack_stacks": [{"release": release, "patches": stack}]}, indent=1))
-    inventory = {"all": {"hosts": list(hosts)}, "_meta": {"hostvars": hosts}}
+    inventory = {"all": {"hosts": list(hosts), "vars": {"livepatch_stack_stacks": [{"release": release, "patches": stack}]}},
+                 "_meta": {"hostvars": hosts}}
     script = root / "inventory" / "hosts"
     script.write_text("#!/bin/sh\n# written as AWX writes a job's inventory: a script that prints JSON\n"
                       f"cat <<'EOF'\n{json.dumps(inventory, indent=1)}\nEOF\n")

@@ -53,3 +53,28 @@ def test_builder_create_and_galaxy_stage(tmp_path, tarball):
          "--collections-path", str(target)], cwd=build, env=galaxy_env(target))
     manifest = json.loads((target / "ansible_collections" / "kernelops" / "livepatch" / "MANIFEST.json").read_text())
     assert manifest["collection_info"]["version"] == yaml.safe_load((REPO / "galaxy.yml").read_text())["version"]
+
+
+def test_tarball_leaves_out_what_the_docs_make(tmp_path):
+    """build_ignore covers what our own docs tell users to create in a checkout, and the tests that need
+    files the tarball does not ship."""
+    checkout = tmp_path / "livepatch"
+    listed = run(["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"]).stdout
+    for rel in filter(None, listed.split("\0")):
+        if (REPO / rel).is_file():
+            (checkout / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, checkout / rel)
+    made = ["context/Dockerfile", "context/_build/requirements.yml", "dist/kernelops-livepatch-0.0.1.tar.gz", "lab.ini",
+            "livepatch-report/livepatch-report.html", "livepatch-report/livepatch-report.json"]
+    for rel in made:
+        (checkout / rel).parent.mkdir(parents=True, exist_ok=True)
+        (checkout / rel).write_text("made by following the docs\n")
+    out = tmp_path / "out"
+    run([shutil.which("ansible-galaxy") or "ansible-galaxy", "collection", "build", "--output-path", str(out), str(checkout)])
+    (tarball,) = out.glob("*.tar.gz")
+    names = run(["tar", "-tzf", str(tarball)]).stdout.split()
+    top = {name.split("/")[0] for name in names}
+    assert not top & {"context", "dist", "lab.ini", "livepatch-report", "lab", "scripts"}, sorted(top)
+    assert not [n for n in names if n.startswith(("tests/fleet/", "tests/integration/", "extensions/molecule/"))]
+    assert "LICENSES/GPL-3.0-or-later.txt" in names  # the file every source header names
+    assert "roles/livepatch_stack/templates/kernelops-livepatch-restore.service.j2" in names
