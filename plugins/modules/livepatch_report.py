@@ -42,15 +42,16 @@ options:
 attributes:
   check_mode:
     support: full
-    details: The report describes the run, so it is written in check mode too (the hosts' status is then V(planned)).
+    description: The report describes the run, so it is written in check mode too (the hosts' status is then V(planned)).
   diff_mode:
     support: none
+    description: The files are reports, not state; there is nothing to compare.
   idempotent:
     support: full
-    details: Writes the same two files for the same facts, apart from the time stamp in them.
+    description: Writes the same two files for the same facts, apart from the time stamp in them.
   action:
     support: full
-    details: The work is done on the controller by the action plugin.
+    description: The work is done on the controller by the action plugin; no host is contacted.
 notes:
   - In AWX/AAP the default directory of C(kernelops.livepatch.converge) is the job's artifact directory, which AWX
     removes with the job; the artifact C(livepatch_results) (set_stats) is what AWX keeps. Point C(livepatch_report_dir)

@@ -145,10 +145,11 @@ def results_by_host(report):
 def _stack_html(stack):
     if not stack:
         return '<span class="empty">empty</span>'
-    return '<ol>%s</ol>' % ''.join(
-        '<li>%s%s</li>' % (html.escape(p['name']),
-                          ' <code>%s</code>' % html.escape(p['build'][:12]) if p.get('build') else '')
-        for p in stack)
+    items = []
+    for patch in stack:
+        build = ' <code>%s</code>' % html.escape(patch['build'][:12]) if patch.get('build') else ''
+        items.append('<li>%s%s</li>' % (html.escape(patch['name']), build))
+    return '<ol>%s</ol>' % ''.join(items)
 
 
 def _cell_html(key, row):
