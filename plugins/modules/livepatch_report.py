@@ -49,9 +49,6 @@ attributes:
   idempotent:
     support: full
     description: Writes the same two files for the same facts, apart from the time stamp in them.
-  action:
-    support: full
-    description: The work is done on the controller by the action plugin; no host is contacted.
 notes:
   - In AWX/AAP the default directory of C(kernelops.livepatch.converge) is the job's artifact directory, which AWX
     removes with the job; the artifact C(livepatch_results) (set_stats) is what AWX keeps. Point C(livepatch_report_dir)
