@@ -301,12 +301,9 @@ def _plan_registered(snapshot: Snapshot, wanted: List[Wanted], can_unload: bool,
     elif remaining:
         notes.append('kernels before 4.12 cannot unload patch modules: %s stay loaded and disabled'
                      % ', '.join(p.name for p in remaining))
-    listed_names = set(p.name for p in listed)
-    for patch in pushes:
-        if patch.name in listed_names and not can_unload:
-            raise LivepatchError('no_unload', 'patch %s is registered already and cannot be unloaded before 4.12'
-                                 % patch.name, [patch.name])
-        steps.append(_load_step(patch))
+    # A pushed name cannot still be listed here: kept and re-enabled names are not pushed again,
+    # and every other listed patch was unloaded above, or refused before 4.12.
+    steps.extend(_load_step(patch) for patch in pushes)
     if uncertain:
         notes.append('could not compare builds of %s; kept by name' % ', '.join(uncertain))
     return steps, kept, notes

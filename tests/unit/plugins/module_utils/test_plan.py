@@ -269,3 +269,155 @@ def test_foreign_keep_of_an_already_converged_stack_is_empty():
     """keep is idempotent: planning again from the result changes nothing."""
     plan = plan_stack(snap(live=['f', 'a']), want('a'), foreign='keep', ours=[('a', None)])
     assert plan.steps == () and list(plan.after) == ['f', 'a']
+
+
+def test_wanted_defaults_and_normalised_fields():
+    wanted = Wanted(name='a')
+    assert (wanted.path, wanted.build_id, wanted.srcversion, wanted.replace, wanted.requires) == (
+        None, None, None, False, ())
+    given = Wanted(name='b', path='/lp/b.ko', build_id='v1', replace=1, requires=['a'])
+    assert given.replace is True and given.requires == ('a',)
+    assert Wanted(name='c', requires=None).requires == ()
+    assert given.as_dict() == {'name': 'b', 'path': '/lp/b.ko', 'build_id': 'v1', 'replace': True, 'requires': ['a']}
+
+
+def test_values_are_frozen():
+    with pytest.raises(AttributeError):
+        Wanted(name='a').path = '/elsewhere.ko'  # type: ignore[misc]
+    plan = plan_stack(snap(), want('a'))
+    with pytest.raises(AttributeError):
+        plan.kept = 3  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        plan.steps[0].patch = 'b'  # type: ignore[misc]
+
+
+def test_step_as_dict_names_path_and_retires_only_when_there_are_some():
+    plan = plan_stack(snap(live=['a', 'b']), want('R1'))
+    assert [step.as_dict() for step in plan.steps] == [
+        {'action': 'load', 'patch': 'R1', 'reason': 'replace patch: retires a, b atomically', 'path': '/lp/R1.ko',
+         'retires': ['a', 'b']},
+        {'action': 'unload', 'patch': 'b', 'reason': 'retired by replace patch R1'},
+        {'action': 'unload', 'patch': 'a', 'reason': 'retired by replace patch R1'}]
+    assert repr(plan.steps[1]) == 'Step(unload b)'
+
+
+def test_plan_as_dict():
+    plan = plan_stack(snap(live=['a', 'b']), want('a', 'c'))
+    assert plan.as_dict() == {
+        'steps': [step.as_dict() for step in plan.steps], 'stack_before': ['a', 'b'], 'stack_after': ['a', 'c'],
+        'kept': 1, 'notes': [], 'foreign': []}
+    assert [step.reason for step in plan.steps] == [
+        'pop: not in the desired stack at this position', 'pop: a disabled patch can never be enabled again (5.1+)',
+        'push']
+    assert plan.before == ('a', 'b') and plan.wanted == tuple(want('a', 'c'))
+
+
+def test_refusal_is_the_one_error_type():
+    """Callers that still catch _plan.Refusal catch every planner refusal (until they move)."""
+    from ansible_collections.kernelops.livepatch.plugins.module_utils import _plan
+    assert _plan.Refusal is LivepatchError
+
+
+@pytest.mark.parametrize('era, state, desired, reasons', [
+    ('4.19', {'live': ['a', 'b']}, ['a'], [
+        'pop: not in the desired stack at this position',
+        'disabled and not wanted; a disabled patch on the list blocks new patches before 5.1']),
+    ('4.19', {'live': ['a'], 'disabled': ['b']}, ['a', 'b'], [
+        'registered but disabled; enabled again instead of reloaded (before 5.1)']),
+    ('7.2', {'live': ['a'], 'leftovers': ['old:0']}, ['a'], ['retired module (disabled or replaced), refcnt 0']),
+    ('7.2', {'leftovers': ['a:0']}, ['a'], ['retired module (disabled or replaced), refcnt 0', 'push']),
+], ids=['stacked pop', 'stacked re-enable', 'clean-up', 'reload of a retired name'])
+def test_step_reasons(era, state, desired, reasons):
+    assert [step.reason for step in plan_stack(snap(era, **state), want(*desired)).steps] == reasons
+
+
+def test_reason_for_unloading_a_retired_name_before_loading_it():
+    plan = plan_stack(snap(leftovers=['a:0']), want('a'), unload_retired=False)
+    assert [step.reason for step in plan.steps] == [
+        'still loaded as a retired module; must be unloaded before it is loaded again', 'push']
+
+
+@pytest.mark.parametrize('era, state, desired, rule, words', [
+    ('7.2', {}, ['a', 'b', 'a@v2'], 'duplicate_name',
+     'patch a appears twice in the desired stack (positions 1 and 3); the kernel holds one module per name'),
+    ('4.19', {}, ['R1'], 'replace_unsupported',
+     'patch R1 is a replace patch, but atomic replace needs kernel 5.1 or later and this kernel follows the '
+     '4.12-5.0 rules'),
+    ('7.2', {}, ['a', 'b', 'R1'], 'replace_not_at_bottom',
+     'patch R1 is a replace patch at position 3: when its transition completes it retires every patch below it '
+     '(a, b), so it may only stand at the bottom of the stack'),
+    ('7.2', {'leftovers': ['a:1']}, ['a'], 'forced_module',
+     'patch a is still loaded from a forced transition (refcnt 1) and can never be unloaded until reboot'),
+    ('4.9', {'live': ['a', 'b']}, ['c'], 'no_unload', 'patches a, b would stay registered and disabled: kernels '
+     'before 4.12 can never unload a patch module, and a new patch cannot be enabled above a disabled one'),
+    ('7.2', {'supported': False}, ['a'], 'no_livepatch',
+     'this kernel (7.2.13+deb14-amd64) has no /sys/kernel/livepatch'),
+    ('7.2', {}, ['a'], 'bad_input', "foreign must be one of refuse, keep, pop, not 'never'"),
+], ids=['duplicate', 'replace before 5.1', 'replace above', 'forced', 'no unload', 'no livepatch', 'bad policy'])
+def test_refusal_messages(era, state, desired, rule, words):
+    options = {'foreign': 'never'} if rule == 'bad_input' else {}
+    with pytest.raises(LivepatchError) as info:
+        plan_stack(snap(era, **state), want(*desired), **options)
+    assert info.value.rule == rule and words in info.value.message, info.value.message
+
+
+def test_notes():
+    assert plan_stack(snap(live=['a@']), want('a')).notes == (
+        'could not compare builds of a (no build ID or srcversion on one side); kept by name',)
+    assert plan_stack(snap('4.19', live=['a@']), want('a')).notes == ('could not compare builds of a; kept by name',)
+    assert plan_stack(snap('4.9', live=['a', 'b']), want('a')).notes == (
+        'kernels before 4.12 cannot unload patch modules: b stay loaded and disabled',)
+
+
+def test_same_build_falls_back_to_srcversion_then_name():
+    from ansible_collections.kernelops.livepatch.plugins.module_utils._plan import same_build
+    live = Patch(name='a', enabled=True, build_id=None, srcversion='S1')
+    assert same_build(live, Wanted(name='a', srcversion='S1')) == (True, True)
+    assert same_build(live, Wanted(name='a', srcversion='S2')) == (False, True)
+    assert same_build(live, Wanted(name='a')) == (True, False)
+    assert same_build(live, Wanted(name='b', srcversion='S1')) == (False, True)
+    built = Patch(name='a', enabled=True, build_id='B1', srcversion='S1')
+    assert same_build(built, Wanted(name='a', build_id='B2', srcversion='S1')) == (False, True)
+
+
+def test_foreign_keep_refusal_says_why_keep_is_not_enough():
+    with pytest.raises(LivepatchError) as info:
+        plan_stack(snap(live=['a', 'f']), want('a', 'b'), foreign='keep', ours=[('a', None)])
+    assert ('f (position 2 from the bottom of the live stack, build v1: would be disabled and unloaded)'
+            in info.value.message)
+    assert 'with foreign: keep they stay at the bottom, and this plan would still have to touch them' in (
+        info.value.message)
+    assert info.value.detail == {'foreign': [{'name': 'f', 'build_id': 'v1', 'position': 2}]}
+
+
+def test_foreign_module_that_is_not_live_is_named_as_such():
+    with pytest.raises(LivepatchError) as info:
+        plan_stack(snap('4.19', live=['a'], disabled=['d']), want('a', 'b'), foreign='refuse', ours=[('a', None)])
+    assert 'd (not live: disabled or retired; would be unloaded)' in info.value.message
+    assert info.value.patches == ['d'] and info.value.detail == {'foreign': []}
+
+
+def test_foreign_keep_refuses_a_replace_patch_over_them():
+    with pytest.raises(LivepatchError) as info:
+        plan_stack(snap(live=['f', 'g', 'a']), want('R1'), foreign='keep', ours=[('a', None)])
+    assert info.value.message == (
+        'replace patch R1 would retire the patches not loaded by this collection (f at position 1, g at position 2) '
+        'when its transition completes; with foreign: keep they stay. Set foreign: pop to replace them too')
+    assert info.value.patches == ['R1', 'f', 'g']
+    assert [p['name'] for p in info.value.detail['foreign']] == ['f', 'g']
+
+
+def test_foreign_keep_of_a_replace_patch_without_foreign_patches():
+    plan = plan_stack(snap(live=['a']), want('R1'), foreign='keep', ours=[('a', None)])
+    assert [step.action for step in plan.steps] == ['load', 'unload']
+
+
+def test_a_live_build_unknown_is_ours_by_name():
+    live = snap(live=['a@', 'b@']).live_stack
+    assert foreign_patches(live, [('a', 'v1')]) == [ForeignPatch(name='b', build_id=None, position=2)]
+
+
+def test_foreign_refusal_without_a_build_does_not_name_one():
+    with pytest.raises(LivepatchError) as info:
+        plan_stack(snap(live=['f@']), want('a'), foreign='refuse', ours=[])
+    assert 'f (position 1 from the bottom of the live stack: would be disabled and unloaded)' in info.value.message
