@@ -125,8 +125,8 @@ def mutmut_run(mutmut, paths, tests, mutant_id=None, plain=False):
         runner = '%s %s --run-plain-tests %s' % (shlex.quote(sys.executable), 'benchmarks/mutation.py',
                                                  ' '.join(shlex.quote(test) for test in tests))
     else:  # -x: a killed mutant stops at its first failing test.
-        runner = '%s -m pytest -x -q -p no:cacheprovider %s' % (shlex.quote(sys.executable),
-                                                                 ' '.join(shlex.quote(test) for test in tests))
+        runner = '%s -m pytest -x -q -p no:cacheprovider %s' % (
+            shlex.quote(sys.executable), ' '.join(shlex.quote(test) for test in tests))
     command = [mutmut, 'run', '--paths-to-mutate', ','.join(paths), '--runner', runner, '--tests-dir', 'tests/unit',
                '--test-time-multiplier', '10', '--test-time-base', '60', '--simple-output', '--no-progress']
     if mutant_id is not None:
@@ -187,8 +187,8 @@ def main(argv=None):
         judged = killed + survived + timeout + suspicious
         print('mutants: %d; killed %d, survived %d, timed out %d, suspicious %d, not run %d (%.0f s)' % (
             len(rows), killed, survived, timeout, suspicious, len(rows) - judged, elapsed))
-        print('score: %.1f%% killed (%d of %d)' % (100.0 * (killed + suspicious) / judged if judged else 0.0,
-                                                     killed + suspicious, judged))
+        score = 100.0 * (killed + suspicious) / judged if judged else 0.0
+        print('score: %.1f%% killed (%d of %d)' % (score, killed + suspicious, judged))
         for mutant_id, status, filename, line in rows:
             if status in ('bad_survived', 'bad_timeout'):
                 print('%s: %s:%d (mutant %d)' % ('survived' if status == 'bad_survived' else 'timed out',

@@ -204,9 +204,9 @@ def main(argv=None):
             refused = sum(rules.values())
             results[version] = {'cases': args.cases, 'executed': counts['executed'], 'refused': refused,
                                 'breaks': counts['breaks'], 'seconds': counts['seconds'], 'rules': rules}
-            print('%-6s %8d %9d %8d %7d %8.1f  %s' % (version, args.cases, counts['executed'], refused, counts['breaks'],
-                                                       counts['seconds'], ', '.join('%s %d' % item for item in
-                                                                                    sorted(rules.items()))))
+            by_rule = ', '.join('%s %d' % item for item in sorted(rules.items()))
+            print('%-6s %8d %9d %8d %7d %8.1f  %s' % (
+                version, args.cases, counts['executed'], refused, counts['breaks'], counts['seconds'], by_rule))
             sys.stdout.flush()
     finally:
         shutil.rmtree(files_dir)

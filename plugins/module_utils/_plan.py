@@ -38,18 +38,13 @@ from ansible_collections.kernelops.livepatch.plugins.module_utils._snapshot impo
 )
 from ansible_collections.kernelops.livepatch.plugins.module_utils._values import value_object
 
-__all__ = ['Wanted', 'Step', 'Plan', 'ForeignPatch', 'Refusal', 'FOREIGN_POLICIES', 'plan_stack', 'check_wanted',
+__all__ = ['Wanted', 'Step', 'Plan', 'ForeignPatch', 'FOREIGN_POLICIES', 'plan_stack', 'check_wanted',
            'same_build', 'foreign_patches']
 
-# Transitional alias: the planner raises LivepatchError; Refusal goes once no caller imports it.
-Refusal = LivepatchError
 
-# Wanted and Step are still built positionally by _act.py, _common.py and test_act.py (being
-# replaced by their owners); they become @value_object (keyword-only) once those call by keyword.
-_positional_for_now = dataclasses.dataclass(frozen=True)
-
-
-@_positional_for_now
+# Wanted is still built positionally by tests/integration/test_stack_real.py; it becomes a
+# @value_object (keyword-only) once that calls it by keyword.
+@dataclasses.dataclass(frozen=True)
 class Wanted:
     """One patch of the desired stack: its name, the ``.ko`` path on the host, and its build."""
 
@@ -59,8 +54,6 @@ class Wanted:
     srcversion: Optional[str] = None
     replace: bool = False
     requires: Tuple[str, ...] = ()    # names that must stand below this patch
-    release: Optional[str] = None     # not used by the planner; _common.py still passes it
-    livepatch: bool = True            # not used by the planner; _common.py still passes it
 
     def __post_init__(self) -> None:
         object.__setattr__(self, 'replace', bool(self.replace))
@@ -71,7 +64,7 @@ class Wanted:
                 'requires': list(self.requires)}
 
 
-@_positional_for_now
+@value_object
 class Step:
     """One action on the kernel. ``action`` is ``disable``, ``enable``, ``unload`` or ``load``."""
 

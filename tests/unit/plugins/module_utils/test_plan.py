@@ -312,12 +312,6 @@ def test_plan_as_dict():
     assert plan.before == ('a', 'b') and plan.wanted == tuple(want('a', 'c'))
 
 
-def test_refusal_is_the_one_error_type():
-    """Callers that still catch _plan.Refusal catch every planner refusal (until they move)."""
-    from ansible_collections.kernelops.livepatch.plugins.module_utils import _plan
-    assert _plan.Refusal is LivepatchError
-
-
 @pytest.mark.parametrize('era, state, desired, reasons', [
     ('4.19', {'live': ['a', 'b']}, ['a'], [
         'pop: not in the desired stack at this position',

@@ -165,8 +165,8 @@ def check_case(files, version, current, desired, retired=(), replace=None, ours=
         try:
             plan = plan_stack(before, wanted, foreign=policy, ours=ours_ids)
         except LivepatchError as refusal:
-            assert refusal.rule == expect_rule, 'refused %s, expected %s: %s' % (refusal.rule, expect_rule,
-                                                                              refusal.message)
+            assert refusal.rule == expect_rule, 'refused %s, expected %s: %s' % (
+                refusal.rule, expect_rule, refusal.message)
             return 'refused:' + refusal.rule
         assert expect_rule is None, 'planned %s, expected refusal %s' % (list(plan.steps), expect_rule)
         # Only the divergent suffix is popped: no step touches the common bottom, every live
@@ -236,10 +236,10 @@ def test_foreign_patches_are_never_touched_unless_popped(kofiles, version, stack
 def test_the_oracle_can_fail(kofiles):
     """The checks above are not vacuous: a planned pop of the common bottom is caught."""
     assert common_bottom([('a', 'v1'), ('b', 'v1')], [('a', 'v1'), ('b', 'v2')]) == 1
-    assert expected_outcome('7.2', [('f', 'v1')], [], [('a', 'v1')], [], 'refuse')[:2] == ([('a', 'v1')],
-                                                                                          'foreign_patch')
-    assert expected_outcome('7.2', [('f', 'v1')], [], [('a', 'v1')], [], 'keep')[:2] == ([('f', 'v1'), ('a', 'v1')],
-                                                                                        None)
+    refuse = expected_outcome('7.2', [('f', 'v1')], [], [('a', 'v1')], [], 'refuse')
+    assert refuse[:2] == ([('a', 'v1')], 'foreign_patch')
+    keep = expected_outcome('7.2', [('f', 'v1')], [], [('a', 'v1')], [], 'keep')
+    assert keep[:2] == ([('f', 'v1'), ('a', 'v1')], None)
     assert expected_outcome('4.9', [('a', 'v1')], [], [('b', 'v1')], None, 'pop')[1] == 'no_unload'
     assert check_case(kofiles, '6.12', [('a', 'v1'), ('b', 'v1')], [('a', 'v1'), ('c', 'v1')]) == 'executed'
     assert check_case(kofiles, '7.2', [('e', 'v1')], [('a', 'v1')], ours=[], policy='refuse') == 'refused:foreign_patch'
