@@ -415,3 +415,14 @@ def test_foreign_refusal_without_a_build_does_not_name_one():
     with pytest.raises(LivepatchError) as info:
         plan_stack(snap(live=['f@']), want('a'), foreign='refuse', ours=[])
     assert 'f (position 1 from the bottom of the live stack: would be disabled and unloaded)' in info.value.message
+
+
+def test_plan_and_step_normalise_sequences_to_tuples():
+    from ansible_collections.kernelops.livepatch.plugins.module_utils._plan import Plan, Step
+    step = Step(action='load', patch='R1', reason='push', retires=['a'])
+    assert step.retires == ('a',) and step.path is None
+    plan = Plan(steps=[step], before=['a'], after=['R1'], kept=0)
+    assert (plan.steps, plan.before, plan.after, plan.notes, plan.wanted, plan.foreign) == (
+        (step,), ('a',), ('R1',), (), (), ())
+    with pytest.raises(TypeError):
+        Step('load', 'R1', 'push')  # pylint: disable=too-many-function-args
