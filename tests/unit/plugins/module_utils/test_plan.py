@@ -20,7 +20,7 @@ from ansible_collections.kernelops.livepatch.plugins.module_utils._observe impor
     Leftover, Patch, Snapshot, capabilities_for,
 )
 from ansible_collections.kernelops.livepatch.plugins.module_utils._plan import (
-    ForeignPatch, Wanted, foreign_patches, plan_stack,
+    ForeignPatch, Plan, Step, Wanted, foreign_patches, plan_stack, same_build,
 )
 
 RELEASE = {'7.2': '7.2.13+deb14-amd64', '6.1': '6.1.0-50-amd64', '4.19': '4.19.0-27-amd64', '4.9': '4.9.0-19-amd64'}
@@ -364,7 +364,6 @@ def test_notes():
 
 
 def test_same_build_falls_back_to_srcversion_then_name():
-    from ansible_collections.kernelops.livepatch.plugins.module_utils._plan import same_build
     live = Patch(name='a', enabled=True, build_id=None, srcversion='S1')
     assert same_build(live, Wanted(name='a', srcversion='S1')) == (True, True)
     assert same_build(live, Wanted(name='a', srcversion='S2')) == (False, True)
@@ -418,7 +417,6 @@ def test_foreign_refusal_without_a_build_does_not_name_one():
 
 
 def test_plan_and_step_normalise_sequences_to_tuples():
-    from ansible_collections.kernelops.livepatch.plugins.module_utils._plan import Plan, Step
     step = Step(action='load', patch='R1', reason='push', retires=['a'])
     assert step.retires == ('a',) and step.path is None
     plan = Plan(steps=[step], before=['a'], after=['R1'], kept=0)
