@@ -296,9 +296,11 @@ def _sealed_copy(data: bytes) -> int:
             _write_all(fd, data)
             fcntl.fcntl(fd, _F_ADD_SEALS, _SEALS)
             # A read-only descriptor of the same sealed memfd; the writable one is closed (the
-            # finally below) before the kernel reads, because kernel_read_file() refuses a file
-            # open for writing with ETXTBSY (deny_write_access, fs/kernel_read_file.c;
-            # docs/developer.md §10.2).
+            # finally below) before the kernel reads: kernel_read_file() refuses a file open
+            # for writing with ETXTBSY (deny_write_access, fs/kernel_read_file.c;
+            # docs/developer.md §10.2). On the lab's 6.1 and 6.12 kernels a writable memfd
+            # was accepted too (a memfd's own descriptor does not count as a writer); the
+            # read-only one does not depend on that.
             try:
                 return os.open('/proc/self/fd/%d' % fd, os.O_RDONLY | os.O_CLOEXEC)
             except OSError:
