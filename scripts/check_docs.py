@@ -276,7 +276,7 @@ class RuleScan:
 
     def _resolve(self, file: _File, expr: ast.expr, where: str, scope: ast.AST | None, depth: int) -> None:
         strings: list[str] | None = None
-        if isinstance(expr, ast.Constant) and expr.value is None:
+        if isinstance(expr, ast.Constant) and expr.value in (None, ""):
             return  # "no rule" is not a rule
         if isinstance(expr, ast.Constant) and isinstance(expr.value, str):
             strings = [expr.value]
@@ -288,8 +288,11 @@ class RuleScan:
             for value in expr.values:
                 self._resolve(file, value, where, scope, depth + 1)
             return
-        elif isinstance(expr, ast.Attribute) and expr.attr == "rule":
-            return  # an error's rule passed on: found where that error was made
+        elif (isinstance(expr, ast.Attribute) and expr.attr == "rule") or self._reads_a_rule(expr):
+            return  # a rule passed on (an error's, a result's): found where it was made
+        elif isinstance(expr, ast.Call) and _callee(expr.func) == "str" and len(expr.args) == 1:
+            self._resolve(file, expr.args[0], where, scope, depth + 1)
+            return
         elif isinstance(expr, ast.Attribute):
             strings = self._constant(file, expr.attr)
         elif isinstance(expr, ast.Subscript) and isinstance(expr.value, (ast.Name, ast.Attribute)):
@@ -316,6 +319,16 @@ class RuleScan:
             return
         for value in strings:
             self.rules.setdefault(value, []).append(where)
+
+    @staticmethod
+    def _reads_a_rule(expr: ast.expr) -> bool:
+        """``x['rule']``, ``facts.get('..._rule')``: a rule read from a result, not made here."""
+        def names_a_rule(node: ast.expr | None) -> bool:
+            return isinstance(node, ast.Constant) and isinstance(node.value, str) and "rule" in node.value
+
+        if isinstance(expr, ast.Subscript):
+            return names_a_rule(expr.slice)
+        return isinstance(expr, ast.Call) and bool(expr.args) and names_a_rule(expr.args[0])
 
     @staticmethod
     def _local_values(name: str, scope: ast.AST | None) -> list[ast.expr] | None:

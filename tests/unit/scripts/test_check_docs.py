@@ -77,6 +77,8 @@ CASES = [
      "raise LivepatchError(BY_ERRNO[e], 'm')", {'busy', 'invalid'}),
     ('passing an error on', "module.fail_json(msg=exc.message, rule=exc.rule)", set()),
     ('no rule at all', "module.fail_json(msg='m', rule=None)", set()),
+    ('a rule read from a result', "row = {'rule': str(facts.get('livepatch_stack_rule') or '')}\n"
+     "out = {'rule': row['rule']}", set()),
     ('not an error', "print('not_a_rule', 'm')\nraise ValueError('nor_this')", set()),
 ]
 
