@@ -43,11 +43,13 @@ def inventory(vm, directory):
     return path
 
 
-def run_module(vm, module, args=None, check=False, diff=False, timeout=600):
-    """Run ``kernelops.livepatch.<module>`` on the guest; return (result dict, wall seconds)."""
+def run_module(vm, module, args=None, check=False, diff=False, timeout=600, env=None):
+    """Run ``kernelops.livepatch.<module>`` on the guest; return (result dict, wall seconds).
+
+    ``env``: more environment for ``ansible`` (the benchmark keeps the AnsiballZ file with it)."""
     with tempfile.TemporaryDirectory(prefix='klp-run-') as directory:
         tree = os.path.join(directory, 'tree')
-        env = dict(os.environ)
+        env_extra, env = env, dict(os.environ)
         env.update({
             'ANSIBLE_COLLECTIONS_PATH': collection_tree(),
             'ANSIBLE_LOAD_CALLBACK_PLUGINS': '1',
@@ -59,6 +61,7 @@ def run_module(vm, module, args=None, check=False, diff=False, timeout=600):
             'ANSIBLE_NOCOLOR': '1',
             'ANSIBLE_RETRY_FILES_ENABLED': 'False',
         })
+        env.update(env_extra or {})
         argv = [ansible_bin('ansible'), 'lab', '-i', inventory(vm, directory), '-m', 'kernelops.livepatch.' + module]
         if args:
             argv += ['-a', json.dumps(args)]
@@ -68,7 +71,8 @@ def run_module(vm, module, args=None, check=False, diff=False, timeout=600):
             argv.append('--diff')
         vm.check_not_crashed()
         start = time.monotonic()
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
         try:
             while True:
                 try:
