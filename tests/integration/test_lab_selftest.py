@@ -130,7 +130,7 @@ def test_extra_kernel_words_reach_the_guest_kernel(lab_vm):
     kernel command-line words: the guest's /proc/cmdline ends with them, on the same disk.
 
     Also shows the files that tell whether the kernel enforces module signatures, so a change in
-    a kernel's config is seen here first (docs/developer.md §9)."""
+    a kernel's config is seen here first (docs/developer.md §10.3)."""
     words = "klab.selftest=append klab.second=word"
     lab_vm.ssh("echo kept > /var/lib/klab-restart-marker && sync")
     before = lab_vm.boot_id()
