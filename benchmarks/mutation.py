@@ -10,6 +10,10 @@ a returned value) and runs the unit tests that cover it; a mutant the tests do n
 *survives*. The score is killed / (killed + survived + timed out). It runs on a copy of the
 checkout (mutmut edits files in place), so the checkout is never touched.
 
+By default mutmut's own operators make each mutant and the fast tests run on it in this process
+(mutmut's ``run`` starts a new process per mutant, which on a loaded machine costs more than the
+tests); ``--subprocess`` uses ``mutmut run`` itself.
+
 mutmut is a test tool, not a dependency of the collection: install the pinned version into the
 venv first (it is not in tests/requirements-dev.txt, whose constraints are locked per Python)::
 
@@ -120,6 +124,117 @@ def run_plain_tests(paths):
     return 0
 
 
+def _plain_test_functions(module):
+    for name, function in sorted(vars(module).items()):
+        if name.startswith('test_') and callable(function):
+            names, values = getattr(function, 'parametrized', ([], [()]))
+            for value in values:
+                yield function, (value if len(names) > 1 else (value,) if names else ())
+
+
+class _Timeout(Exception):
+    pass
+
+
+def in_process(paths, tests, show_survivors):
+    """Generate every mutant with mutmut's own operators and run the plain tests on it, in this process.
+
+    One process instead of one per mutant: on a loaded machine, start-up is most of the cost.
+    A mutant is loaded as the module itself (and the modules under test that import it are loaded
+    again on top of it); the test modules are imported afresh for each mutant.
+    """
+    import difflib  # pylint: disable=import-outside-toplevel
+    import signal  # pylint: disable=import-outside-toplevel
+    import types  # pylint: disable=import-outside-toplevel
+    import mutmut  # pylint: disable=import-outside-toplevel
+    stub = type(sys)('pytest')
+    stub.raises = _Raises
+    stub.mark = _Mark
+    sys.modules['pytest'] = stub
+    sys.path[:0] = [os.path.join(ROOT, 'tests'), os.path.join(ROOT, 'tests', 'unit')]
+    from collection_tree import collection_tree, importable  # pylint: disable=import-outside-toplevel
+    if not importable():
+        sys.path.insert(0, collection_tree())
+    package = 'ansible_collections.kernelops.livepatch.plugins.module_utils.'
+    names = dict((path, package + os.path.splitext(os.path.basename(path))[0]) for path in paths)
+    sources = {}
+    for path in paths:
+        with open(os.path.join(ROOT, path)) as handle:
+            sources[path] = handle.read()
+
+    def load(path, source):
+        module = types.ModuleType(names[path])
+        module.__file__ = os.path.join(ROOT, path)
+        sys.modules[names[path]] = module
+        exec(compile(source, module.__file__, 'exec'), module.__dict__)  # pylint: disable=exec-used
+
+    def load_all(mutated_path=None, mutated_source=None):
+        # dependencies first: a module that names another module under test is loaded after it
+        def imports(path):
+            return sum(names[other].rsplit('.', 1)[1] in sources[path] for other in paths if other != path)
+        order = sorted(paths, key=imports)
+        for path in order:
+            load(path, mutated_source if path == mutated_path else sources[path])
+        # modules not under test that import one under test (the planner imports _foreign) load again
+        short = [names[path].rsplit('.', 1)[1] for path in paths]
+        for name, module in sorted(sys.modules.items()):
+            filename = getattr(module, '__file__', None) or ''
+            if name.startswith(package) and name not in names.values() and filename.endswith('.py'):
+                with open(filename) as handle:
+                    text = handle.read()
+                if any(word in text for word in short):
+                    relative = os.path.relpath(filename, ROOT)
+                    names[relative], sources[relative] = name, text
+                    load(relative, text)
+                    del names[relative], sources[relative]
+
+    def run_tests():
+        for test in tests:
+            sys.path.insert(0, os.path.dirname(os.path.abspath(os.path.join(ROOT, test))))
+            name = os.path.splitext(os.path.basename(test))[0]
+            sys.modules.pop(name, None)
+            module = __import__(name)
+            for function, arguments in _plain_test_functions(module):
+                function(*arguments)
+
+    def alarm(_signum, _frame):
+        raise _Timeout()
+    signal.signal(signal.SIGALRM, alarm)
+    load_all()
+    run_tests()  # the tests must pass on the code as it is
+    counts = {'killed': 0, 'survived': 0, 'timeout': 0}
+    survivors = []
+    start = time.monotonic()
+    for path in paths:
+        for mutation_id in mutmut.list_mutations(mutmut.Context(source=sources[path], filename=path)):
+            mutated, _count = mutmut.mutate(mutmut.Context(source=sources[path], mutation_id=mutation_id,
+                                                           filename=path))
+            signal.alarm(30)
+            try:
+                load_all(path, mutated)
+                run_tests()
+                counts['survived'] += 1
+                survivors.append((path, mutation_id.line_number + 1, mutated))
+            except _Timeout:
+                counts['timeout'] += 1
+            except Exception:  # pylint: disable=broad-except
+                counts['killed'] += 1  # any failure or exception: the tests noticed
+            finally:
+                signal.alarm(0)
+    load_all()
+    total = sum(counts.values())
+    print('mutants: %d; killed %d, survived %d, timed out %d (%.0f s)' % (
+        total, counts['killed'], counts['survived'], counts['timeout'], time.monotonic() - start))
+    score = 100.0 * counts['killed'] / total if total else 0.0
+    print('score: %.1f%% killed (%d of %d)' % (score, counts['killed'], total))
+    for path, line, mutated in survivors:
+        print('survived: %s:%d' % (path, line))
+        if show_survivors:
+            diff = difflib.unified_diff(sources[path].splitlines(), mutated.splitlines(), lineterm='', n=0)
+            print('    ' + '\n    '.join(text for text in diff if text[:1] in '-+' and text[:3] not in ('---', '+++')))
+    return 0 if not counts['survived'] and not counts['timeout'] else 2
+
+
 def mutmut_run(mutmut, paths, tests, mutant_id=None, plain=False):
     if plain:
         runner = '%s %s --run-plain-tests %s' % (shlex.quote(sys.executable), 'benchmarks/mutation.py',
@@ -152,11 +267,16 @@ def main(argv=None):
                         help='slower tests, run only on the mutants that survive --tests')
     parser.add_argument('--show-survivors', action='store_true', help='print the diff of every surviving mutant')
     parser.add_argument('--keep', help='work in this directory and keep it (to inspect mutants with mutmut show)')
+    parser.add_argument('--subprocess', action='store_true',
+                        help='let mutmut run the tests in a new process per mutant (slow), then --deep-tests on '
+                             'the survivors; by default mutants are made by mutmut and tested in this process')
     parser.add_argument('--run-plain-tests', nargs='+', metavar='TEST', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.run_plain_tests:  # the runner mutmut starts for each mutant
         return run_plain_tests(args.run_plain_tests)
     mutmut = mutmut_command()
+    if not args.subprocess:
+        return in_process(args.paths, args.tests, args.show_survivors)
     workdir = args.keep or tempfile.mkdtemp(prefix='kernelops-mutation-')
     os.makedirs(workdir, exist_ok=True)
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE='1', PYTHONPATH='')
