@@ -260,7 +260,7 @@ def statuses(workdir):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--paths', nargs='+', default=DEFAULT_PATHS, help='files to mutate (relative to the checkout)')
     parser.add_argument('--tests', nargs='+', default=DEFAULT_TESTS, help='fast test files that cover them')
     parser.add_argument('--deep-tests', nargs='*', default=DEFAULT_DEEP_TESTS,

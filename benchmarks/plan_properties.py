@@ -179,7 +179,7 @@ def run_era(files, version, cases, rng, show):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--cases', type=int, default=10000, help='random cases per era (default 10000)')
     parser.add_argument('--seed', type=int, default=1)
     parser.add_argument('--eras', nargs='+', default=props.ERAS, choices=props.ERAS)
