@@ -27,9 +27,9 @@ from drive import (
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'unit'))
 
 from kernel_model import KernelModel  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_collections.kernelops.livepatch.plugins.module_utils._act import (  # noqa: E402  pylint: disable=wrong-import-position
-    Executor, converge,
-)
+from kernel_model import model_image  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kernelops.livepatch.plugins.module_utils._converge import converge  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kernelops.livepatch.plugins.module_utils._executor import Executor  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.kernelops.livepatch.plugins.module_utils._kofile import read_kofile  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.kernelops.livepatch.plugins.module_utils._plan import Wanted, plan_stack  # noqa: E402  pylint: disable=wrong-import-position
 
@@ -66,7 +66,8 @@ def model_plan(lab, kernel, current, desired):
 
         def wanted(name):
             path = os.path.join(files, name + '.ko')
-            return Wanted(read_kofile(path).name, path, read_kofile(path).build_id)
+            info = read_kofile(path)
+            return Wanted(name=info.name, path=path, build_id=info.build_id)
         for name in current:
             model.insmod(wanted(name).path)
             model.clock.sleep(0.01)
@@ -75,8 +76,9 @@ def model_plan(lab, kernel, current, desired):
         snapshot = model.observe()
         plan = plan_stack(snapshot, want)
         executor = Executor(model, snapshot.capabilities, clock=model.clock)
-        outcome = converge(model, want, plan, executor, snapshot.live_stack)
-        return [(s.action, s.patch) for s in plan.steps], outcome['snapshot'].names()
+        result = converge(model, plan, executor, images={w.name: model_image(w.path) for w in want},
+                          original=snapshot.live_stack, planner=plan_stack)
+        return [(s.action, s.patch) for s in plan.steps], result.snapshot.names()
     finally:
         shutil.rmtree(root)
 
@@ -181,8 +183,9 @@ def test_bad_modules_are_refused_with_nothing_changed(lab, vm):
     if not os.path.exists(foreign):
         lab.build([other])
     with open(foreign, 'rb') as source:
-        vm.ssh('mkdir -p /tmp/foreign && cat > /tmp/foreign/lab_b.ko', input_data=source.read())
-    wrong, _wall = run_module(vm, 'livepatch_stack', stack(vm, ['lab_a', {'path': '/tmp/foreign/lab_b.ko'}]))
+        # a root-owned 0755 directory: the file trust rule refuses anything under /tmp (1777)
+        vm.ssh('install -d -m 0755 /opt/other-kernel && cat > /opt/other-kernel/lab_b.ko', input_data=source.read())
+    wrong, _wall = run_module(vm, 'livepatch_stack', stack(vm, ['lab_a', {'path': '/opt/other-kernel/lab_b.ko'}]))
     assert wrong.get('failed') and wrong['rule'] == 'release_mismatch' and vm.release in wrong['msg']
     missing, _wall = run_module(vm, 'livepatch_stack', stack(vm, ['lab_a', {'path': '/nonexistent.ko'}]))
     assert missing.get('failed') and missing['rule'] == 'missing_file'

@@ -25,17 +25,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ansible_collections.kernelops.livepatch.plugins.module_utils._errors import LivepatchError
+from ansible_collections.kernelops.livepatch.plugins.module_utils._executor import Executor
 from ansible_collections.kernelops.livepatch.plugins.module_utils._kofile import read_kofile
 from ansible_collections.kernelops.livepatch.plugins.module_utils._plan import Wanted, plan_stack
 
 import kernel_model
 from kernel_model import KernelModel, RELEASES
 from kofactory import make_ko
-
-try:  # the executor moves out of _act.py (issue 14); this is the one place that knows where
-    from ansible_collections.kernelops.livepatch.plugins.module_utils._executor import Executor
-except ImportError:  # pragma: no cover - until the kernel helper's executor lands
-    from ansible_collections.kernelops.livepatch.plugins.module_utils._act import Executor
 
 NAMES = ['a', 'b', 'c', 'd', 'e']
 BUILDS = ['v1', 'v2']
