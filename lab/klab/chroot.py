@@ -6,7 +6,7 @@
 
 A Debian headers package is not usable in place: its Makefile includes
 ``/usr/src/linux-headers-RELEASE-common/Makefile`` by absolute path, and trixie/sid's kbuild
-tools need that suite's glibc and compiler (lab-notes.md "Kernels"). So every suite, bookworm
+tools need that suite's glibc and compiler (docs/developer.md §9.1). So every suite, bookworm
 included, gets a small minbase chroot with make, libelf-dev, kmod and the compiler the
 headers name, and the headers are installed into it with ``dpkg --force-depends -i``.
 """
@@ -105,7 +105,7 @@ def build_modules(kernel: KernelInfo, src_dir: Path, out_dir: Path) -> list[Path
         if rel != Path(".") and any(kdir.glob("*.ko")):
             continue
         where = f"{inside}/{rel}" if rel != Path(".") else inside
-        # 6.12+ headers run pahole for BTF unless told not to (lab-notes.md "Kernels")
+        # 6.12+ headers run pahole for BTF unless told not to (docs/developer.md §9.1)
         in_chroot(root, ["make", "-C", kernel.headers, f"M={where}", "CONFIG_DEBUG_INFO_BTF_MODULES=", "modules"],
                   timeout=900, what=f"{kernel.suite}: make M={src_dir / rel}")
     built = sorted(work.rglob("*.ko"))

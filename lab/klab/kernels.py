@@ -7,7 +7,7 @@
 Each suite gets its own apt state directory in the cache (sources list, lists, status), so
 ``apt-get download`` resolves that suite's packages while the host's apt config stays as it is.
 Package names are resolved at build time from the ``linux-image-amd64`` and
-``linux-headers-amd64`` meta packages (livepatch-kernel.md §7); nothing is hard-coded.
+``linux-headers-amd64`` meta packages (docs/developer.md §7); nothing is hard-coded.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 from .util import LabError, cache_dir, fresh_dir, is_built, log, mark_built, mirror, read_stamp, run
 
 # packages that make up a kernel: sid's 7.x splits the image into linux-binary-KVER
-# (vmlinuz) and linux-modules-KVER (lab-notes.md "Kernels that can be had")
+# (vmlinuz) and linux-modules-KVER (docs/developer.md §9.1)
 IMAGE_PACKAGE = re.compile(r"^linux-(image|binary|modules)-[0-9]")
 HEADER_PACKAGE = re.compile(r"^linux-(headers|kbuild)-[0-9]")
 # the compiler the headers were built for (gcc-12 for 6.1, gcc-14 for 6.12, gcc-16 for 7.x)

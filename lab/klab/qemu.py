@@ -6,7 +6,7 @@
 
 TCG by default; KVM only when a real probe (a kernel actually booting to its initramfs
 under ``-accel kvm``, bounded by a timeout) succeeded on this machine. /dev/kvm existing
-proves nothing here (lab-notes.md "Booting": guests fail with MSR 0x10a or hang).
+proves nothing here (docs/developer.md §9.2: guests fail with MSR 0x10a or hang).
 """
 
 from __future__ import annotations

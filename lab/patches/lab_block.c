@@ -6,7 +6,7 @@
  * With lab_busy's parameter block=1, lab_busy's kthread sleeps inside
  * lab_busy_sleep() indefinitely, so loading this patch leaves
  * /sys/kernel/livepatch/lab_block/transition at 1 until the transition is
- * reversed (echo 0 > enabled) or block is cleared (livepatch-kernel.md §2.3,
+ * reversed (echo 0 > enabled) or block is cleared (docs/developer.md §2.3,
  * §5.2).  With block=0 the transition completes normally.
  *
  * The replacement returns at once: a thread that has switched to the new

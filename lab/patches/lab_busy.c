@@ -15,7 +15,7 @@
  *   block=0: the thread is found outside the function and switches.
  *
  * Why the thread must not leave lab_busy_sleep() while blocking
- * (livepatch-kernel.md §5.1, §5.2):
+ * (docs/developer.md §5.1, §5.2):
  *  - a task switches when the stack check finds no patched function on its
  *    stack: in the periodic retry (~1 s), in the idle loop, and since 6.4
  *    also in cond_resched() (klp_sched_try_switch()).  Any of these that

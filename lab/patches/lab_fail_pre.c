@@ -6,7 +6,7 @@
  * klp_enable_patch() runs the vmlinux object's pre-patch callback before any
  * code is patched; its error is returned from module init, so insmod fails
  * with "No such device" (-ENODEV), the patch is unwound and no
- * /sys/kernel/livepatch/lab_fail_pre directory remains (livepatch-kernel.md
+ * /sys/kernel/livepatch/lab_fail_pre directory remains (docs/developer.md
  * §2.5).
  *
  * The callback API (struct klp_callbacks in klp_object.callbacks) is the

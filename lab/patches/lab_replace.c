@@ -6,13 +6,13 @@
  * .replace = true: when its patching transition completes, the kernel
  * unpatches every patch that was live below it and frees them; their sysfs
  * directories vanish and their modules stay loaded with refcnt 0, ready for
- * rmmod (livepatch-kernel.md §3.4).  Its own effect: /proc/dma prints
+ * rmmod (docs/developer.md §3.4).  Its own effect: /proc/dma prints
  * "lab_replace: live".  It patches proc_dma_show(), a function no other lab
  * patch touches, so its marker is visible iff this patch is live.
  *
  * It declares no klp_state, so the kernel refuses it (EINVAL) while
  * lab_state_v1 or lab_state_v2 is live: a cumulative patch must handle every
- * state already in use (livepatch-kernel.md §3.3).
+ * state already in use (docs/developer.md §3.3).
  */
 
 #include <linux/module.h>

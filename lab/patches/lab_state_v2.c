@@ -6,7 +6,7 @@
  * The kernel (5.5+) refuses a patch that declares a state at a lower version
  * than a patch already on its list: loading lab_state_v1 while lab_state_v2
  * is live fails with EINVAL and "... is not compatible with the already
- * installed livepatches." in dmesg; v1 then v2 works (livepatch-kernel.md
+ * installed livepatches." in dmesg; v1 then v2 works (docs/developer.md
  * §3.3).  Both are non-replace patches and patch different functions, so
  * each has its own effect: /proc/net/psched prints "lab_state_v2: live" while this
  * patch is live (psched_show()).

@@ -6,7 +6,7 @@
  * /proc/lab_target prints "lab_target: patched" while this patch is live
  * and lab_target is loaded.  The patch may be loaded before or after
  * lab_target: the kernel applies it when the module comes and reverts it
- * when the module goes (livepatch-kernel.md §5.5).
+ * when the module goes (docs/developer.md §5.5).
  */
 
 #include <linux/module.h>

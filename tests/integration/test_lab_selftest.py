@@ -8,7 +8,7 @@ The guest must be what the rest of the integration suite assumes: the kernel we 
 for, livepatch in sysfs, a writable systemd root, and each independent test patch going
 through load -> effect live -> disable -> sysfs dir gone -> rmmod -> effect gone. The
 helpers mirror tools/testing/selftests/livepatch/functions.sh: each waits for the kernel's
-observable state, polling in the guest every 10 ms (lab-notes.md: a transition completes
+observable state, polling in the guest every 10 ms (docs/developer.md §9.4: a transition completes
 ~1.5 ms after it starts on an idle guest, but 1.7-2 s with busy tasks under TCG).
 """
 

@@ -38,7 +38,7 @@ def tree():
                                          funcs=['meminfo_proc_show,1']))
     files['sys/module/lp_old/refcnt'] = '0\n'
     files['sys/module/lp_old/taint'] = 'OEK\n'
-    # /proc/modules lists the newest module first (livepatch-kernel.md §4.2).
+    # /proc/modules lists the newest module first (docs/developer.md §4.2).
     files.update(sysfs_trees.proc_modules([('lp_old', 0, 'OEK'), ('lp_cve_2026_0002', 1, 'OEK'),
                                            ('lp_sched_fix', 1, 'OEK')]))
     return files

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Hand-written sysfs/procfs trees of what each kernel era exposes (``livepatch-kernel.md`` §1, §7).
+"""Hand-written sysfs/procfs trees of what each kernel era exposes (``docs/developer.md`` §1, §7).
 
 Each tree is a dict path → content (str, bytes, or None for an empty directory). Trees recorded
 from the lab's real kernels live in ``fixtures/`` and are loaded by ``load_recorded``.

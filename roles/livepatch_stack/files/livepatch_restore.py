@@ -29,7 +29,7 @@ import time
 SYSFS_LIVEPATCH = '/sys/kernel/livepatch'
 SYSFS_MODULE = '/sys/module'
 SKIP_SWITCH = 'kernelops.livepatch=0'
-POLL_S = 0.01  # the kernel finishes an idle transition in milliseconds (livepatch-kernel.md §5.1)
+POLL_S = 0.01  # the kernel finishes an idle transition in milliseconds (docs/developer.md §5.1)
 NT_GNU_BUILD_ID = 3
 
 
