@@ -22,7 +22,8 @@ module-level dict/list/tuple constant. ``x.rule`` (passing an error's rule on) i
 expression the scanner cannot resolve is reported, so that no rule escapes the table.
 
 **Citations.** Every ``docs/developer.md §N`` (or ``§N.M``, ``§8 rule N``) cited in a file git
-tracks names a section (or rule) that ``docs/developer.md`` has.
+tracks names a section (or rule) that ``docs/developer.md`` has, and no tracked file cites the
+research notes that live outside the repository (a clone or the tarball could not follow them).
 
 **Options and RETURN keys.** Reads what ``ansible-doc --json`` renders (doc fragments merged) for every
 module and role of kernelops.livepatch and reports, per module:
@@ -55,6 +56,8 @@ COLLECTION = "kernelops.livepatch"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RULE_TABLE = os.path.join("docs", "docsite", "rst", "workflows.rst")
 DEVELOPER = os.path.join("docs", "developer.md")
+# Notes outside the repository that earlier sessions cited; their facts are in docs/developer.md.
+OUTSIDE = re.compile(r"livepatch-kernel\.md|lab-notes\.md|shared/research")
 # The one error type (plugins/module_utils/_errors.py): LivepatchError(rule, message, ...).
 ERROR_BASE = "LivepatchError"
 
@@ -509,7 +512,8 @@ def _tracked_files(root: str) -> list[str]:
 
 
 def check_citations(root: str = REPO) -> list[str]:
-    """Problems: a citation of docs/developer.md that names a section or rule it does not have."""
+    """Problems: a citation of docs/developer.md that names a section or rule it does not have, or a
+    citation of a note outside the repository."""
     with open(os.path.join(root, DEVELOPER), encoding="utf-8") as handle:
         sections, rules = developer_sections(handle.read())
     problems = []
@@ -525,6 +529,10 @@ def check_citations(root: str = REPO) -> list[str]:
         except (UnicodeDecodeError, OSError):
             continue
         for number, line in enumerate(lines, 1):
+            outside = OUTSIDE.search(line)
+            if outside and name != "scripts/check_docs.py":
+                problems.append("%s:%d: cites %s, which is not in the repository; cite %s §N instead"
+                                % (name, number, outside.group(0), DEVELOPER))
             for piece in line.split("developer.md")[1:]:
                 cited_sections, cited_rules = _cited(piece)
                 for section in cited_sections:

@@ -215,3 +215,17 @@ def test_the_developer_document_has_every_section_the_code_may_cite():
                 '9', '10', '10.1', '10.2', '10.3', '10.4', '10.5'} | {'9.%d' % n for n in range(1, 11)}
     assert sections == expected
     assert rules == set(range(1, 11))
+
+
+# Built from pieces, so that this file does not cite the notes itself.
+@pytest.mark.parametrize('line', [
+    '# the kernel frees it later (livepatch-kernel' + '.md §2.1)',
+    '# measured in the lab (lab-notes' + '.md "Booting")',
+    '  Kernel facts rest on ../shared/' + 'research/notes.txt',
+])
+def test_citations_of_notes_outside_the_repository_fail(tmp_path, line):
+    (tmp_path / 'docs').mkdir()
+    (tmp_path / 'docs' / 'developer.md').write_text(DEVELOPER)
+    (tmp_path / 'code.py').write_text('pass\n%s\n' % line)
+    found = check_docs.check_citations(str(tmp_path))
+    assert len(found) == 1 and found[0].startswith('code.py:2: ') and 'not in the repository' in found[0]
