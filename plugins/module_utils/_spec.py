@@ -81,4 +81,5 @@ def livepatch_info_spec() -> Dict[str, Any]:
         root=dict(type='path', default='/'),
         blocker_stacks=dict(type='bool', default=False),
         record=dict(type='path'),
+        facts=dict(type='bool', default=False),
     ), supports_check_mode=True)

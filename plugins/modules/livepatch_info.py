@@ -38,6 +38,13 @@ options:
         patches in the journal this collection keeps under C(/run/kernelops-livepatch) (below O(root)).
       - A file of another shape is refused (rule V(bad_record)).
     type: path
+  facts:
+    description:
+      - Also publish the result as the host fact C(kernelops_livepatch) (RV(ansible_facts.kernelops_livepatch)), so
+        fact caching and AWX smart inventories can use it, for example hosts whose stack lacks a patch
+        (C(ansible_facts__kernelops_livepatch__stack__contains)).
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -45,6 +52,9 @@ attributes:
   diff_mode:
     support: none
     description: Nothing changes, so there is nothing to show.
+  facts:
+    support: full
+    description: With O(facts=true) the result is also returned as the host fact C(kernelops_livepatch).
   idempotent:
     support: full
     description: The module never changes anything.
@@ -82,12 +92,32 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ livepatch.foreign | map(attribute='name') | list }}"
 
+- name: Publish the stack as the host fact kernelops_livepatch (fact cache, AWX smart inventories)
+  kernelops.livepatch.livepatch_info:
+    facts: true
+    record: /var/lib/kernelops-livepatch/{{ ansible_facts.kernel }}/stack.json
+
+- name: Use the fact later in the play
+  ansible.builtin.debug:
+    msg: "{{ ansible_facts.kernelops_livepatch.stack | map(attribute='name') | list }}"
+
 - name: Read a recorded tree instead of the running kernel
   kernelops.livepatch.livepatch_info:
     root: /srv/fixtures/sid-three-patches
 """
 
 RETURN = r"""
+ansible_facts:
+  description: The host fact published with O(facts=true).
+  returned: when O(facts=true)
+  type: dict
+  contains:
+    kernelops_livepatch:
+      description:
+        - Everything else this module returns (RV(stack), RV(foreign), RV(capabilities), RV(transition), ...), as one
+          fact.
+      type: dict
+      sample: {"kernel_release": "6.12.117+deb13-amd64", "stack": [{"name": "lp_a", "origin": "ours"}], "foreign": []}
 root:
   description: The directory the tree was read below.
   returned: always
@@ -430,6 +460,9 @@ def main():
                          rule='internal_error', patches=[])
     for warning in result['warnings_seen']:
         module.warn(warning)
+    if module.params['facts']:
+        result['ansible_facts'] = {'kernelops_livepatch': dict(
+            (key, value) for key, value in result.items() if key != 'warnings_seen')}
     module.exit_json(changed=False, **result)
 
 

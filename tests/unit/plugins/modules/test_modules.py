@@ -88,6 +88,17 @@ def test_info_reads_the_model(host, capsys):
     assert result['transition'] is None
 
 
+def test_info_publishes_its_result_as_a_fact_only_when_asked(host, capsys):
+    stack(host, capsys, ['a', 'b'])
+    plain = run(livepatch_info, capsys, root=host.model.root)
+    assert 'ansible_facts' not in plain
+    published = run(livepatch_info, capsys, root=host.model.root, facts=True)
+    fact = published['ansible_facts']['kernelops_livepatch']
+    assert [p['name'] for p in fact['stack']] == ['a', 'b'] == [p['name'] for p in published['stack']]
+    assert fact['kernel_release'] == host.model.release and fact['foreign'] == []
+    assert 'warnings_seen' not in fact and 'ansible_facts' not in fact
+
+
 def test_info_bad_root(capsys, tmp_path):
     result = run(livepatch_info, capsys, root=str(tmp_path / 'missing'))
     assert result['rc'] == 1 and 'does not exist' in result['msg'] and result['rule'] == 'bad_root'
