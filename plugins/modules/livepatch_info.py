@@ -42,7 +42,7 @@ options:
     description:
       - Also publish the result as the host fact C(kernelops_livepatch) (RV(ansible_facts.kernelops_livepatch)), so
         fact caching and AWX smart inventories can use it, for example hosts whose stack lacks a patch
-        (C(ansible_facts__kernelops_livepatch__stack__contains)).
+        (C(ansible_facts__kernelops_livepatch__foreign[]__name=kpatch_vendor_fix)).
     type: bool
     default: false
 attributes:
