@@ -51,6 +51,10 @@ _ANSIBLE_LABELS = {
         'reference_appendices/config.html#ansible-configuration-settings',
         'Ansible Configuration Settings',
     ),
+    'action_plugins': (
+        'plugins/action.html#action-plugins',
+        'Action plugins',
+    ),
     'common_return_values': (
         'reference_appendices/common_return_values.html#common-return-values',
         'Return Values',
