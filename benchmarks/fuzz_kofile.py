@@ -47,7 +47,7 @@ if not importable():
     sys.path.insert(0, collection_tree())
 
 import kofactory  # noqa: E402  pylint: disable=wrong-import-position
-from ansible_collections.kernelops.livepatch.plugins.module_utils import _kofile  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kernelops.livepatch.plugins.module_utils import _elf, _kofile  # noqa: E402  pylint: disable=wrong-import-position
 
 LAB = os.path.expanduser('~/.cache/kernelops-livepatch-lab')
 
@@ -146,7 +146,7 @@ def fuzz(count, seed, directory):
             compared += 1
             if other != (image.info.name, image.info.build_id):
                 disagreements += 1
-                note = _kofile._Elf(path, image.data).section('.note.gnu.build-id')
+                note = _elf._Elf(path, image.data).section('.note.gnu.build-id')
                 examples['disagreement %d' % disagreements] = (
                     number, label, how, 'pyelftools %r, ours %r; note %s' % (
                         other, (image.info.name, image.info.build_id), note.hex() if note else None))

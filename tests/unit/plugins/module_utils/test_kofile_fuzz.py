@@ -18,7 +18,7 @@ import re
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ansible_collections.kernelops.livepatch.plugins.module_utils import _kofile
+from ansible_collections.kernelops.livepatch.plugins.module_utils import _elf, _kofile
 from ansible_collections.kernelops.livepatch.plugins.module_utils._kofile import FileTrust, KoFile, KoFileError
 
 import kofactory
@@ -38,7 +38,7 @@ RULES = {'not_a_module', 'too_large'}
 
 def read_bytes(raw):
     """What open_module does after reading the file: decompress with the cap, parse."""
-    return _kofile.parse_module(_kofile._decompress('/fuzz.ko', raw, CAP), '/fuzz.ko')
+    return _elf.parse_module(_elf.decompress('/fuzz.ko', raw, CAP), '/fuzz.ko')
 
 
 def check(raw):
