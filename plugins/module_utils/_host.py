@@ -33,7 +33,7 @@ from ansible_collections.kernelops.livepatch.plugins.module_utils._errors import
 from ansible_collections.kernelops.livepatch.plugins.module_utils._values import value_object
 
 __all__ = ['LOCK_PATH', 'JOURNAL_DIR', 'RECORD_SCHEMA', 'HostLock', 'Journal', 'RecordEntry', 'BootRecord',
-           'read_record', 'write_record', 'write_json_atomically', 'ours_from']
+           'read_record', 'write_record', 'write_json_atomically', 'write_text_atomically', 'ours_from']
 
 LOCK_PATH = '/run/kernelops-livepatch.lock'
 JOURNAL_DIR = '/run/kernelops-livepatch'
@@ -104,14 +104,18 @@ class HostLock:
 
 
 def write_json_atomically(path: str, data: Any) -> None:
+    """``data`` as indented JSON, written with :func:`write_text_atomically`."""
+    write_text_atomically(path, json.dumps(data, sort_keys=True, indent=1) + '\n')
+
+
+def write_text_atomically(path: str, text: str) -> None:
     """Temp file in the same directory, fsync, rename, fsync the directory: never a torn file."""
     directory = os.path.dirname(path) or '.'
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix='.%s.' % os.path.basename(path))
     try:
-        with os.fdopen(fd, 'w') as handle:
-            json.dump(data, handle, sort_keys=True, indent=1)
-            handle.write('\n')
+        with os.fdopen(fd, 'w', encoding='utf-8') as handle:
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)

@@ -16,7 +16,8 @@ import datetime
 import html
 import json
 import os
-import tempfile
+
+from ansible_collections.kernelops.livepatch.plugins.module_utils._host import write_text_atomically
 
 SCHEMA = 1
 
@@ -283,25 +284,11 @@ Click a column header to sort. <span id="script-state">not sorted (JavaScript of
     }
 
 
-def _write_atomic(path, text):
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.')
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_report(report, dest, basename='livepatch-report'):
     """Write DEST/BASENAME.json and DEST/BASENAME.html (each replaced atomically); return both paths."""
     os.makedirs(dest, exist_ok=True)
     json_path = os.path.join(dest, basename + '.json')
     html_path = os.path.join(dest, basename + '.html')
-    _write_atomic(json_path, json.dumps(report, indent=1, sort_keys=True) + '\n')
-    _write_atomic(html_path, render_html(report))
+    write_text_atomically(json_path, json.dumps(report, indent=1, sort_keys=True) + '\n')
+    write_text_atomically(html_path, render_html(report))
     return json_path, html_path
