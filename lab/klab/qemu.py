@@ -25,6 +25,7 @@ import tarfile
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 from .guest import KERNEL_CMDLINE, PATCH_DIR, ensure_readable
 from .kernels import KernelInfo, boot_image
@@ -33,6 +34,10 @@ from .util import LabError, c_env, cache_dir, log, run, tail, wait_until
 QEMU = "qemu-system-x86_64"
 CONSOLE_TAIL = 40
 PR_SET_PDEATHSIG = 1
+
+
+class WarmResetHung(LabError):
+    """The guest kernel stopped making progress after a reboot inside the guest."""
 
 
 def kernel_cmdline(append: str = "") -> str:
@@ -422,9 +427,14 @@ class VM:
         out = proc.stdout.strip()
         return out if proc.returncode == 0 and len(out) == 36 else None
 
-    def wait_for_ssh(self, *, timeout: float, previous_boot: str | None = None) -> str:
-        """Wait until sshd answers with a boot id other than ``previous_boot``; return it."""
+    def wait_for_ssh(self, *, timeout: float, previous_boot: str | None = None,
+                     hung: Callable[[], bool] | None = None) -> str:
+        """Wait until sshd answers with a boot id other than ``previous_boot``; return it.
+
+        ``hung()`` true ends the wait early with :class:`WarmResetHung`."""
         def answered() -> str | None:
+            if hung is not None and hung():
+                raise WarmResetHung(f"{self.name}: the kernel hangs after a warm reset\n{self.console_tail(8)}")
             if not self.alive():
                 raise LabError(f"{self.name}: QEMU exited while waiting for ssh (kernel {self.kernel})\n"
                                f"{read_tail(Path(self.inst.overlay).with_suffix('.qemu.log'), 10)}\n{self.console_tail()}")
@@ -445,14 +455,41 @@ class VM:
         if append is not None and append.split() != self.inst.append.split():
             return self._restart(" ".join(append.split()), timeout)
         before = self.boot_id() or ""
+        mark = self._console_size()
         self.ssh("systemctl reboot", check=False, timeout=30)
         self._close_master()
-        boot = self.wait_for_ssh(timeout=timeout or boot_timeout(self.inst.accel), previous_boot=before)
+        try:
+            boot = self.wait_for_ssh(timeout=timeout or boot_timeout(self.inst.accel), previous_boot=before,
+                                     hung=lambda: self._soft_lockup_since(mark))
+        except WarmResetHung as exc:
+            # Seen on bookworm 6.1 under TCG while other guests ran: after "reboot: Restarting
+            # system" the new kernel's init (swapper/0:1) never ran again ("soft lockup ... stuck
+            # for 285s"). The disk is intact, so power-cycle the guest on the same overlay, as a
+            # hardware watchdog would, and say so.
+            log(f"{exc}\n{self.name}: power-cycling the guest on the same disk")
+            return self._restart(self.inst.append, timeout, hard=True)
         self._release = self.ssh("uname -r").stdout.strip()
         return boot
 
-    def _restart(self, append: str, timeout: float | None) -> str:
-        """Power the guest off, start QEMU again with ``append`` on the same overlay and port."""
+    def _console_size(self) -> int:
+        try:
+            return Path(self.console).stat().st_size
+        except OSError:
+            return 0
+
+    def _soft_lockup_since(self, offset: int) -> bool:
+        """The console shows a soft lockup written after ``offset`` (a kernel that will not go on)."""
+        try:
+            with open(self.console, "rb") as handle:
+                handle.seek(offset)
+                return b"soft lockup - CPU#0 stuck for" in handle.read()
+        except OSError:
+            return False
+
+    def _restart(self, append: str, timeout: float | None, *, hard: bool = False) -> str:
+        """Power the guest off, start QEMU again with ``append`` on the same overlay and port.
+
+        ``hard``: the guest does not answer; kill QEMU at once instead of asking for a poweroff."""
         # pylint: disable-next=import-outside-toplevel
         from .guest import build_initramfs  # cached: returns the path at once
         # pylint: disable-next=import-outside-toplevel
@@ -460,13 +497,15 @@ class VM:
         cmdline = kernel_cmdline(append)  # validate before anything stops
         kernel = kernel_info(self.kernel)
         initramfs = build_initramfs(kernel)
-        before = self.boot_id() or ""
-        self.ssh("sync; systemctl poweroff", check=False, timeout=30)
+        before = "" if hard else (self.boot_id() or "")
+        if not hard:
+            self.ssh("sync; systemctl poweroff", check=False, timeout=30)
         self._close_master()
-        try:
-            wait_until(f"{self.name} to power off", lambda: not self.alive(), timeout=120, interval=0.2)
-        except LabError:
-            log(f"{self.name}: did not power off within 120 s; killing QEMU")
+        if not hard:
+            try:
+                wait_until(f"{self.name} to power off", lambda: not self.alive(), timeout=120, interval=0.2)
+            except LabError:
+                log(f"{self.name}: did not power off within 120 s; killing QEMU")
         self._kill_qemu()
         overlay = Path(self.inst.overlay)
         argv = qemu_argv(kernel, initramfs, accel=self.inst.accel, append=cmdline, drive=overlay, port=self.port,
