@@ -24,7 +24,7 @@ import errno
 import os
 import posixpath
 import stat
-from typing import FrozenSet, Optional, Tuple
+from typing import FrozenSet, List, Optional, Tuple
 
 from ansible_collections.kernelops.livepatch.plugins.module_utils._elf import (
     CHUNK_BYTES, MAX_MODULE_BYTES, NOT_A_MODULE, TOO_LARGE, KoFile, KoFileError, decompress, module_name_from_path,
