@@ -20,10 +20,8 @@ Opening files, and who may own them, is ``_kofile.py``'s job.
 
 from __future__ import annotations
 
-import lzma
 import os
 import struct
-import zlib
 from typing import Dict, List, Optional, Tuple
 
 from ansible_collections.kernelops.livepatch.plugins.module_utils._errors import LivepatchError
@@ -123,6 +121,10 @@ def decompress(path: str, data: bytes, max_bytes: int = MAX_MODULE_BYTES) -> byt
 
 
 def _inflate(path: str, data: bytes, max_bytes: int, kind: str) -> bytes:
+    # Imported here: most patch files are not compressed, and the boot-time restore (no Ansible,
+    # which imports both anyway) should not pay for them.
+    import lzma
+    import zlib
     out: List[bytes] = []
     total = 0
     pending = data

@@ -20,9 +20,7 @@ import os
 import traceback
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set
 
-from ansible_collections.kernelops.livepatch.plugins.module_utils._converge import converge
 from ansible_collections.kernelops.livepatch.plugins.module_utils._errors import LivepatchError
-from ansible_collections.kernelops.livepatch.plugins.module_utils._executor import Executor
 from ansible_collections.kernelops.livepatch.plugins.module_utils._host import (
     BootRecord, HostLock, Journal, RecordEntry, ours_from, read_record, write_record,
 )
@@ -244,6 +242,12 @@ class Runner:
 
     # -- acting ---------------------------------------------------------------------------
     def _run(self, desired: Callable[['Runner', Any], List[Wanted]]) -> None:
+        if self.params.get('record') and self.host.is_root and not self.module.check_mode:
+            # This run takes the lock whatever the plan (the record is written under it), so it
+            # looks once, under the lock: a look before it would be read again right away.
+            with self.host.lock:
+                self._converge_locked(desired)
+            return
         snapshot, plan, _wanted = self.look(desired)
         if self.module.check_mode or (not plan.changes and not self.params.get('record')):
             # What is loaded now matters even when nothing will change (a forced module from an
@@ -269,11 +273,16 @@ class Runner:
         kernel = self.host.kernel
         snapshot, plan, wanted = self.look(desired)
         if plan.changes:
-            if not self.params['wait'] and kernel.transition_patch() is not None:
-                raise LivepatchError('transition_running', 'a transition started while waiting for the lock and '
-                                     'wait=false; nothing was changed')
-            self._executor(snapshot).wait_idle()  # LivepatchError('transition_running') on timeout
-            snapshot, plan, wanted = self.look(desired)
+            moving = kernel.transition_patch()
+            if moving is not None and not self.params['wait']:
+                raise LivepatchError('transition_running', 'patch %s is in transition and wait=false; nothing was '
+                                     'changed' % moving)
+            if moving is not None or snapshot.transition is not None:
+                self._executor(snapshot).wait_idle()  # LivepatchError('transition_running') on timeout
+                # Only a transition can have moved the stack since the look above, which was
+                # made under the lock; without one, another look would read the same.
+                snapshot, plan, wanted = self.look(desired)
+        self.result['changed'] = False  # from here on, "changed" is what was done, not what was planned
         if plan.changes:
             final = self._converge(snapshot, plan)
         else:
@@ -287,7 +296,9 @@ class Runner:
                                  % (live, list(plan.after)))
         self._write_record(wanted, set(patch.name for patch in plan.foreign))
 
-    def _executor(self, snapshot: Any) -> Executor:
+    def _executor(self, snapshot: Any) -> Any:
+        # Imported when a run acts: a no-op or check-mode run never compiles the executor.
+        from ansible_collections.kernelops.livepatch.plugins.module_utils._executor import Executor
         journal = self.host.journal
 
         def loaded(step: Any, image: Any) -> None:
@@ -312,6 +323,7 @@ class Runner:
                           foreign=self.params['foreign'], ours=ours)
 
     def _converge(self, snapshot: Any, plan: Any) -> Any:
+        from ansible_collections.kernelops.livepatch.plugins.module_utils._converge import converge
         self._replace = dict((want.name, want.replace) for want in plan.wanted)
         executor = self._executor(snapshot)
         trust = self.host.trust

@@ -359,23 +359,50 @@ def test_overlapping_changing_runs_leave_the_record_equal_to_the_kernel(host, ca
     assert [entry['name'] for entry in read_record(record)['stack']] == host.model.live_names()
 
 
-def test_a_run_with_nothing_to_change_records_under_the_lock(host, capsys, monkeypatch, tmp_path):
+class RunBeforeLock(object):
+    """The host lock, with another run let in just before this run asks for it."""
+
+    def __init__(self, lock, before):
+        self.lock, self.before = lock, before
+
+    def __enter__(self):
+        before, self.before = self.before, None
+        if before is not None:
+            before()
+        self.lock.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.lock.__exit__(*exc)
+        return False
+
+
+def test_a_run_with_a_record_plans_from_what_it_reads_under_the_lock(host, capsys, monkeypatch, tmp_path):
+    # The stack is already as wanted when the run starts; another run changes it right before
+    # this one takes the lock. The run must plan from the stack under the lock (and change it
+    # back), not from a look taken before, and leave the record equal to the kernel.
     record = str(tmp_path / 'stack.json')
     a, b, c = host.ko('a'), host.ko('b'), host.ko('c')
     stack(host, capsys, [a.rsplit('/', 1)[1][:-6] + '@v1', 'b'], record=record)
-    observe = host.model.observe
     seen = {}
 
-    def observe_then_let_another_run_in(*args, **kwargs):
-        snapshot = observe(*args, **kwargs)
-        if not seen:  # right after the first look of the run below
-            seen['second'] = None
-            seen['second'] = run(livepatch_stack, capsys, stack=[{'path': a}, {'path': c}], record=record)
-        return snapshot
+    def second_run():
+        seen['second'] = run(livepatch_stack, capsys, stack=[{'path': a}, {'path': c}], record=record)
 
-    monkeypatch.setattr(host.model, 'observe', observe_then_let_another_run_in)
+    make_host = host.host
+
+    def first_host(module):
+        made = make_host(module)
+        monkeypatch.setattr(_runner, 'real_host', make_host)  # the second run gets a plain lock
+        return _runner.Host(kernel=made.kernel, lock=RunBeforeLock(made.lock, second_run), journal=made.journal,
+                            is_root=True, trust=made.trust)
+
+    monkeypatch.setattr(_runner, 'real_host', first_host)
     first = run(livepatch_stack, capsys, stack=[{'path': a}, {'path': b}], record=record)
     assert first['rc'] == 0 and seen['second']['rc'] == 0, (first, seen)
+    assert seen['second']['stack'][-1]['name'] == 'c'
+    assert first['stack_before'] == ['a', 'c'] and first['changed'] is True
+    assert host.model.live_names() == ['a', 'b']
     assert [entry['name'] for entry in read_record(record)['stack']] == host.model.live_names()
 
 
