@@ -330,6 +330,19 @@ class LockThen:
         return False
 
 
+def wrap_next_lock(host, monkeypatch, wrap):
+    """The next run's host lock is ``wrap(lock)``; the runs after it get a plain lock."""
+    make_host = host.host
+
+    def first_host(module):
+        made = make_host(module)
+        monkeypatch.setattr(_runner, 'real_host', make_host)
+        return _runner.Host(kernel=made.kernel, lock=wrap(made.lock), journal=made.journal,
+                            is_root=True, trust=made.trust)
+
+    monkeypatch.setattr(_runner, 'real_host', first_host)
+
+
 def read_record(path):
     with open(path) as handle:
         return json.load(handle)
@@ -344,15 +357,7 @@ def test_overlapping_changing_runs_leave_the_record_equal_to_the_kernel(host, ca
     def second_run():
         seen['second'] = run(livepatch_stack, capsys, stack=[{'path': a}, {'path': c}], record=record)
 
-    make_host = host.host
-
-    def first_host(module):
-        made = make_host(module)
-        monkeypatch.setattr(_runner, 'real_host', make_host)  # the second run gets a plain lock
-        return _runner.Host(kernel=made.kernel, lock=LockThen(made.lock, second_run), journal=made.journal,
-                            is_root=True, trust=made.trust)
-
-    monkeypatch.setattr(_runner, 'real_host', first_host)
+    wrap_next_lock(host, monkeypatch, lambda lock: LockThen(lock, second_run))
     first = run(livepatch_stack, capsys, stack=[{'path': a}, {'path': b}], record=record)
     assert first['rc'] == 0 and seen['second']['rc'] == 0, (first, seen)
     assert host.model.live_names() == ['a', 'c']
@@ -389,15 +394,7 @@ def test_a_run_with_a_record_plans_from_what_it_reads_under_the_lock(host, capsy
     def second_run():
         seen['second'] = run(livepatch_stack, capsys, stack=[{'path': a}, {'path': c}], record=record)
 
-    make_host = host.host
-
-    def first_host(module):
-        made = make_host(module)
-        monkeypatch.setattr(_runner, 'real_host', make_host)  # the second run gets a plain lock
-        return _runner.Host(kernel=made.kernel, lock=RunBeforeLock(made.lock, second_run), journal=made.journal,
-                            is_root=True, trust=made.trust)
-
-    monkeypatch.setattr(_runner, 'real_host', first_host)
+    wrap_next_lock(host, monkeypatch, lambda lock: RunBeforeLock(lock, second_run))
     first = run(livepatch_stack, capsys, stack=[{'path': a}, {'path': b}], record=record)
     assert first['rc'] == 0 and seen['second']['rc'] == 0, (first, seen)
     assert seen['second']['stack'][-1]['name'] == 'c'
