@@ -218,19 +218,24 @@ class _Elf(object):
             raise self._bad('is truncated: its section table (offset %d, %d entries) ends past its %d bytes' % (
                 e_shoff, e_shnum, size))
         headers = []
+        # Every header's raw fields by index, for readers of symbols and relocations (_klp_elf.py).
+        self.table: List[tuple] = []
         for index in range(e_shnum):
             fields = self._unpack(shdr, e_shoff + index * shdr_size)
-            # name offset, type, flags, addr, offset, size (same positions in both classes)
+            # name offset, type, flags, addr, offset, size, link, info, addralign, entsize (same positions
+            # in both classes)
             name_off, sh_type, offset, length = fields[0], fields[1], fields[4], fields[5]
             if sh_type != SHT_NOBITS and (offset > size or length > size - offset):
                 raise self._bad('is truncated: section %d (offset %d, %d bytes) ends past its %d bytes' % (
                     index, offset, length, size))
             headers.append((name_off, sh_type, offset, length))
+            self.table.append(fields)
         str_offset, str_size = headers[e_shstrndx][2], headers[e_shstrndx][3]
         if headers[e_shstrndx][1] == SHT_NOBITS:
             raise self._bad('has no section name table')
         names = self.data[str_offset:str_offset + str_size]
         sections: Dict[str, bytes] = {}
+        self.names: List[str] = [''] * len(headers)
         for index, (name_off, sh_type, offset, length) in enumerate(headers):
             if index == 0 or sh_type == SHT_NOBITS:  # SHN_UNDEF; SHT_NOBITS has no bytes in the file
                 continue
@@ -241,6 +246,7 @@ class _Elf(object):
             if end < 0:
                 raise self._bad('has a section name without its terminating NUL')
             name = names[name_off:end].decode('ascii', 'replace')
+            self.names[index] = name
             # The first section of a name wins, as in the kernel's find_sec().
             sections.setdefault(name, self.data[offset:offset + length])
         return sections

@@ -1,0 +1,225 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, kernelops.livepatch contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Relations between the patches of a stack, from what their files and sysfs show.
+
+PRIVATE: this module_util may change at any time.
+
+For every pair of patches, ``lower`` below ``upper`` in stack order, :func:`relations` lists the
+structural evidence that ties them (docs/developer.md §11):
+
+- ``same_function``: both patch the same ``(object, name, sympos)``;
+- ``calls_patched``: one references (undefined symbol, ``.klp.sym.*``) a function the other
+  replaces; the evidence says which way;
+- ``uses_symbol``: one uses a symbol the other exports (a module dependency: ``.modinfo``
+  ``depends=``, ``/sys/module/<lower>/holders/<upper>``);
+- ``shared_state``: ``klp_state`` ids in common, or both call the shadow-variable API;
+- ``unknown``: the evidence of one of them could not be read (no file for a live patch, a
+  stripped module, a layout we do not know). Missing evidence never counts as independence.
+
+This is structural evidence, not proof of semantic independence: two patches with no relation
+here may still depend on each other through data or behaviour no symbol shows.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ansible_collections.kernelops.livepatch.plugins.module_utils._elf import module_name_from_path
+from ansible_collections.kernelops.livepatch.plugins.module_utils._errors import LivepatchError
+from ansible_collections.kernelops.livepatch.plugins.module_utils._klp_elf import (
+    Function, ModuleEvidence, read_module_evidence,
+)
+from ansible_collections.kernelops.livepatch.plugins.module_utils._values import value_object
+
+__all__ = ['KINDS', 'LiveEvidence', 'PatchEvidence', 'Relation', 'read_live', 'relations', 'gather']
+
+SAME_FUNCTION = 'same_function'
+CALLS_PATCHED = 'calls_patched'
+USES_SYMBOL = 'uses_symbol'
+SHARED_STATE = 'shared_state'
+UNKNOWN = 'unknown'
+KINDS = (SAME_FUNCTION, CALLS_PATCHED, USES_SYMBOL, SHARED_STATE, UNKNOWN)
+MAX_SYSFS_ENTRIES = 4096
+
+
+@value_object
+class LiveEvidence:
+    """What sysfs shows of a live patch: its functions and the modules holding it."""
+
+    functions: Tuple[Function, ...]
+    holders: Tuple[str, ...]
+
+
+@value_object
+class PatchEvidence:
+    """One patch of the stack: the evidence of its file and of sysfs, as far as each was read."""
+
+    name: str
+    module: Optional[ModuleEvidence] = None
+    live: Optional[LiveEvidence] = None
+    problems: Tuple[str, ...] = ()
+
+    def unreadable(self) -> Tuple[str, ...]:
+        """Why this patch's file evidence is incomplete (empty when it is complete)."""
+        if self.module is None:
+            return self.problems or ('no file for %s, so its references, exports and states cannot be read'
+                                     % self.name,)
+        return self.problems + self.module.problems
+
+
+@value_object
+class Relation:
+    """``upper`` (above ``lower`` in the stack) is tied to ``lower`` by ``kind``, as ``evidence`` shows."""
+
+    lower: str
+    upper: str
+    kind: str
+    evidence: Tuple[str, ...]
+    source: str  # 'file' or 'sysfs'
+
+    def as_dict(self) -> Dict[str, object]:
+        return {'lower': self.lower, 'upper': self.upper, 'kind': self.kind, 'evidence': list(self.evidence),
+                'source': self.source}
+
+
+def _entries(path: str) -> List[str]:
+    try:
+        names = sorted(entry.name for entry in os.scandir(path) if entry.is_dir(follow_symlinks=False))
+    except OSError:
+        return []
+    return names[:MAX_SYSFS_ENTRIES]
+
+
+def read_live(root: str, name: str) -> Optional[LiveEvidence]:
+    """``/sys/kernel/livepatch/<name>/<object>/<function,sympos>`` and ``/sys/module/<name>/holders``.
+
+    kernel/livepatch/core.c (6.1-7.2) names each function directory ``"%s,%lu"`` with old_sympos 0
+    shown as 1, and each object directory by the module name or ``vmlinux``. None when the patch
+    has no sysfs directory (not live, or gone while read).
+    """
+    patch_dir = os.path.join(root, 'sys/kernel/livepatch', name)
+    if not os.path.isdir(patch_dir):
+        return None
+    functions = []
+    for obj in _entries(patch_dir):
+        for entry in _entries(os.path.join(patch_dir, obj)):
+            func, comma, pos = entry.rpartition(',')
+            if comma and func and pos.isdigit():
+                functions.append(Function(object_name=obj, name=func, sympos=int(pos) or 1))
+    holders_dir = os.path.join(root, 'sys/module', name, 'holders')
+    try:
+        holders = sorted(os.listdir(holders_dir))[:MAX_SYSFS_ENTRIES]
+    except OSError:
+        holders = []
+    return LiveEvidence(functions=tuple(sorted(set(functions), key=lambda item: item.key())),
+                        holders=tuple(holders))
+
+
+def _common_functions(lower: Sequence[Function], upper: Sequence[Function]) -> List[str]:
+    keys = set(func.key() for func in upper)
+    return sorted(func.key() for func in lower if func.key() in keys)
+
+
+def _calls(caller: ModuleEvidence, callee: ModuleEvidence) -> List[str]:
+    """What ``caller`` references among the functions ``callee`` replaces."""
+    found = []
+    for func in callee.functions:
+        if func.name in caller.undefined:
+            found.append('%s references %s, which %s replaces (%s)' % (caller.name, func.name, callee.name, func.key()))
+        for sym in caller.klp_symbols:
+            if sym.key() == func.key():
+                found.append('%s has .klp.sym.%s.%s,%d, which %s replaces' % (
+                    caller.name, sym.object_name, sym.name, sym.sympos, callee.name))
+    return found
+
+
+def _uses(user: ModuleEvidence, owner: ModuleEvidence) -> List[str]:
+    found = ['%s uses symbol %s exported by %s' % (user.name, sym, owner.name)
+             for sym in owner.exports if sym in user.undefined]
+    if owner.name in user.depends:
+        found.append('%s depends on %s (.modinfo depends=)' % (user.name, owner.name))
+    return found
+
+
+def _file_relations(lower: ModuleEvidence, upper: ModuleEvidence) -> List[Tuple[str, List[str]]]:
+    shared = ['klp_state id %d' % state for state in sorted(set(lower.states) & set(upper.states))]
+    if lower.shadow and upper.shadow:
+        shared.append('both use the shadow-variable API (%s: %s; %s: %s)' % (
+            lower.name, ', '.join(lower.shadow), upper.name, ', '.join(upper.shadow)))
+    return [
+        (SAME_FUNCTION, _common_functions(lower.functions, upper.functions)),
+        (CALLS_PATCHED, _calls(upper, lower) + _calls(lower, upper)),
+        (USES_SYMBOL, _uses(upper, lower) + _uses(lower, upper)),
+        (SHARED_STATE, shared),
+    ]
+
+
+def _live_relations(lower: PatchEvidence, upper: PatchEvidence) -> List[Tuple[str, List[str]]]:
+    assert lower.live is not None and upper.live is not None
+    holders = ['/sys/module/%s/holders/%s' % (a.name, b.name) for a, b in ((lower, upper), (upper, lower))
+               if b.name in (a.live.holders if a.live else ())]
+    return [
+        (SAME_FUNCTION, _common_functions(lower.live.functions, upper.live.functions)),
+        (USES_SYMBOL, holders),
+    ]
+
+
+def relations(patches: Sequence[PatchEvidence]) -> List[Relation]:
+    """Every relation between every pair of ``patches`` (stack order, bottom first), file and sysfs."""
+    found: List[Relation] = []
+    for low_index, lower in enumerate(patches):
+        for upper in patches[low_index + 1:]:
+            pair = []
+            if lower.module is not None and upper.module is not None:
+                pair.extend((kind, evidence, 'file') for kind, evidence in _file_relations(lower.module, upper.module))
+            if lower.live is not None and upper.live is not None:
+                pair.extend((kind, evidence, 'sysfs') for kind, evidence in _live_relations(lower, upper))
+            missing = ['%s: %s' % (patch.name, why) for patch in (lower, upper) for why in patch.unreadable()]
+            pair.append((UNKNOWN, missing, 'file'))
+            found.extend(Relation(lower=lower.name, upper=upper.name, kind=kind, evidence=tuple(evidence),
+                                  source=source) for kind, evidence, source in pair if evidence)
+    return found
+
+
+def gather(root: str, live: Sequence[str], files: Sequence[str], open_module,
+           builds: Optional[Dict[str, Optional[str]]] = None,
+           names: Optional[Dict[str, str]] = None) -> List[PatchEvidence]:
+    """The evidence of the ``live`` patches (stack order) and of the module ``files``.
+
+    A file names its patch (its module name); a file whose patch is live joins that patch's sysfs
+    evidence, any other file is placed above the live stack in the order given. ``open_module``
+    is ``_kofile.open_module`` (trust checks and one read); a file it refuses becomes a problem of
+    that patch, so its relations are ``unknown``, never absent; so does a file of another build than
+    the live patch (``builds``: the live build IDs, sysfs ``notes/.note.gnu.build-id``).
+    ``names`` gives the patch of a path known from the journal or the record, for a file that
+    cannot be read; otherwise the name comes from the file name.
+    """
+    modules: Dict[str, Tuple[Optional[ModuleEvidence], Tuple[str, ...]]] = {}
+    order: List[str] = []
+    for path in files:
+        try:
+            image = open_module(path)
+            evidence = read_module_evidence(image.data, image.path)
+            name = evidence.name
+            entry: Tuple[Optional[ModuleEvidence], Tuple[str, ...]] = (evidence, ())
+            live_build = (builds or {}).get(name)
+            if name in live and live_build and image.info.build_id and live_build != image.info.build_id:
+                entry = (None, ('file %s has build ID %s, the live %s has %s' % (
+                    path, image.info.build_id, name, live_build),))
+        except LivepatchError as exc:
+            name = (names or {}).get(path) or module_name_from_path(path)
+            entry = (None, ('file %s could not be read (%s): %s' % (path, exc.rule, exc.message),))
+        if name not in modules:  # the first file of a name wins: the caller's files come first
+            order.append(name)
+            modules[name] = entry
+    stack = list(live) + [name for name in order if name not in live]
+    result = []
+    for name in stack:
+        module, problems = modules.get(name, (None, ()))
+        result.append(PatchEvidence(name=name, module=module, problems=problems,
+                                    live=read_live(root, name) if name in live else None))
+    return result
