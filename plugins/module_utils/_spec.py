@@ -82,4 +82,5 @@ def livepatch_info_spec() -> Dict[str, Any]:
         blocker_stacks=dict(type='bool', default=False),
         record=dict(type='path'),
         facts=dict(type='bool', default=False),
+        files=dict(type='list', elements='path', default=[]),
     ), supports_check_mode=True)

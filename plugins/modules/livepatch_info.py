@@ -45,6 +45,15 @@ options:
         (C(ansible_facts__kernelops_livepatch__foreign[]__name=kpatch_vendor_fix)).
     type: bool
     default: false
+  files:
+    description:
+      - Patch module files (absolute paths on the host) to read for RV(relations), in addition to the files of the live
+        patches named in the journal and in O(record). A file whose patch is live joins that patch; any other file is
+        placed above the live stack, in the order given. Each file passes the same trust checks as a file to load; a
+        file that fails them, or whose build differs from the live one, makes that patch's relations V(unknown).
+    type: list
+    elements: path
+    default: []
 attributes:
   check_mode:
     support: full
@@ -284,6 +293,40 @@ foreign:
       description: Its position in the live stack, 1 for the bottom.
       type: int
       sample: 1
+relations:
+  description:
+    - What ties each pair of patches (the live stack, then the O(files) not live), as far as structure shows it. One
+      entry per pair, kind and source; a pair with no entry showed no relation. This is structural evidence, not
+      proof of semantic independence (see the stack discipline guide).
+    - V(same_function) both patch the same object, function and position; V(calls_patched) one references a function
+      the other replaces; V(uses_symbol) one uses a symbol the other exports; V(shared_state) both declare a
+      C(klp_state) id in common or both use the shadow-variable API; V(unknown) the evidence of one of them could not
+      be read (no file, a stripped module), which never counts as independence.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    lower:
+      description: The patch lower in the stack.
+      type: str
+      sample: lab_rel_callee
+    upper:
+      description: The patch higher in the stack.
+      type: str
+      sample: lab_rel_caller
+    kind:
+      description: V(same_function), V(calls_patched), V(uses_symbol), V(shared_state) or V(unknown).
+      type: str
+      sample: calls_patched
+    evidence:
+      description: What was seen (functions as C(object:name,sympos), symbols, state ids), or why nothing could be.
+      type: list
+      elements: str
+      sample: ["lab_rel_caller references lab_rel_lib_called, which lab_rel_callee replaces (lab_rel_lib:lab_rel_lib_called,1)"]
+    source:
+      description: V(file) from the C(.ko) files, V(sysfs) from C(/sys/kernel/livepatch) and C(/sys/module/*/holders).
+      type: str
+      sample: file
 order_source:
   description:
     - How the order of RV(stack) was found. V(stack_order) from the kernel (6.14 and later), V(proc_modules) inferred
@@ -426,6 +469,8 @@ from ansible_collections.kernelops.livepatch.plugins.module_utils._host import (
 )
 from ansible_collections.kernelops.livepatch.plugins.module_utils._observe import observe
 from ansible_collections.kernelops.livepatch.plugins.module_utils._plan import foreign_patches
+from ansible_collections.kernelops.livepatch.plugins.module_utils._kofile import open_module
+from ansible_collections.kernelops.livepatch.plugins.module_utils._relations import gather, relations
 from ansible_collections.kernelops.livepatch.plugins.module_utils._spec import livepatch_info_spec
 
 
@@ -437,15 +482,28 @@ def read_state(params):
     if record_path and not os.path.isabs(record_path):
         raise LivepatchError('relative_path', 'record %s is a relative path; give an absolute path' % record_path)
     journal = Journal(os.path.join(root, JOURNAL_DIR.lstrip('/')))
-    ours = ours_from(journal.read(), read_record(os.path.normpath(record_path)) if record_path else None)
+    record = read_record(os.path.normpath(record_path)) if record_path else None
+    ours = ours_from(journal.read(), record)
     foreign = foreign_patches(snapshot.live_stack, ours)
     result = snapshot.as_dict()
     foreign_names = set(patch.name for patch in foreign)
     for patch, entry in zip(snapshot.stack, result['stack']):
         entry['origin'] = None if not patch.live else ('foreign' if patch.name in foreign_names else 'ours')
     result['foreign'] = [patch.as_dict() for patch in foreign]
+    result['relations'] = read_relations(root, snapshot.live_stack, params['files'], journal.read(), record)
     result['warnings_seen'] = result.pop('warnings')
     return result
+
+
+def read_relations(root, live_stack, files, journal, record):
+    """Relations between the live patches and the given files (docs/developer.md §11)."""
+    live = [patch.name for patch in live_stack]
+    known = [(entry.get('path'), name) for name, entry in sorted(journal.items()) if name in live]
+    known += [(item.path, item.name) for item in (record.stack if record is not None else ()) if item.name in live]
+    names = dict((path, name) for path, name in known if isinstance(path, str))
+    paths = list(files) + [path for path in names if path not in files]
+    builds = dict((patch.name, patch.build_id) for patch in live_stack)
+    return [relation.as_dict() for relation in relations(gather(root, live, paths, open_module, builds, names))]
 
 
 def main():
