@@ -1,0 +1,77 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, kernelops.livepatch contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""``livepatch_info``'s relations on real kernels: the lab_rel_* patches (lab/patches/README.md).
+
+All ten are loaded by hand above ``lab_rel_lib``; livepatch_info must report exactly the four
+relations they were built to have, from the files and from sysfs (which shows only
+``same_function`` and ``uses_symbol``), and nothing between ``lab_rel_free1`` and ``lab_rel_free2``.
+The shell reads the kernel's own view independently: function directories, holders, and
+``/proc/lab_rel_lib`` to see each replacement run.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from drive import SYSFS, live_patches, loop_until, reset, run_module, sh
+
+ORDER = ['lab_rel_same1', 'lab_rel_same2', 'lab_rel_callee', 'lab_rel_caller', 'lab_rel_export', 'lab_rel_import',
+         'lab_rel_shadow1', 'lab_rel_shadow2', 'lab_rel_free1', 'lab_rel_free2']
+BUILT = {
+    ('lab_rel_same1', 'lab_rel_same2', 'same_function'),
+    ('lab_rel_callee', 'lab_rel_caller', 'calls_patched'),
+    ('lab_rel_export', 'lab_rel_import', 'uses_symbol'),
+    ('lab_rel_shadow1', 'lab_rel_shadow2', 'shared_state'),
+}
+SYSFS_KINDS = ('same_function', 'uses_symbol')
+
+
+@pytest.fixture
+def vm(lab_vm):
+    reset(lab_vm)
+    sh(lab_vm, 'grep -q "^lab_rel_lib " /proc/modules && rmmod lab_rel_lib || true')
+    yield lab_vm
+    reset(lab_vm)
+    sh(lab_vm, 'grep -q "^lab_rel_lib " /proc/modules && rmmod lab_rel_lib || true')
+
+
+def load_all(vm):
+    sh(vm, 'insmod %s/lab_rel_lib.ko' % vm.patch_dir)
+    for name in ORDER:
+        sh(vm, 'insmod %s/%s.ko' % (vm.patch_dir, name))
+        loop_until(vm, "! grep -qs 1 %s/*/transition" % SYSFS, 'no transition after %s' % name)
+    assert live_patches(vm) == ORDER
+
+
+def triples(relations, source, kinds=None):
+    return set((rel['lower'], rel['upper'], rel['kind']) for rel in relations
+               if rel['source'] == source and (kinds is None or rel['kind'] in kinds))
+
+
+def test_relations_from_files_and_sysfs(vm):
+    load_all(vm)
+    # the kernel's own view: each replacement runs (lab/patches/README.md "Relations")
+    values = dict(line.split(': ') for line in sh(vm, 'cat /proc/lab_rel_lib').split('\n') if line)
+    assert (values['same'], values['called'], values['caller'], values['importer'], values['free1'],
+            values['free2']) == ('2', '10', '110', '21', '31', '32')
+    assert sh(vm, 'ls %s/lab_rel_same1/lab_rel_lib %s/lab_rel_same2/lab_rel_lib' % (SYSFS, SYSFS)).count(
+        'lab_rel_lib_same,1') == 2
+    assert sh(vm, 'ls /sys/module/lab_rel_export/holders').split() == ['lab_rel_import']
+
+    files = ['%s/%s.ko' % (vm.patch_dir, name) for name in ORDER]
+    info, _wall = run_module(vm, 'livepatch_info', {'files': files})
+    relations = info['relations']
+    assert triples(relations, 'file') == BUILT
+    assert triples(relations, 'sysfs') == set(t for t in BUILT if t[2] in SYSFS_KINDS)
+    assert not [rel for rel in relations if {rel['lower'], rel['upper']} == {'lab_rel_free1', 'lab_rel_free2'}]
+    same = [rel for rel in relations if rel['kind'] == 'same_function']
+    assert all(rel['evidence'] == ['lab_rel_lib:lab_rel_lib_same,1'] for rel in same)
+
+    # without the files only sysfs speaks, and every pair is unknown: never counted as independent
+    bare, _wall = run_module(vm, 'livepatch_info')
+    assert triples(bare['relations'], 'sysfs') == triples(relations, 'sysfs')
+    unknown = triples(bare['relations'], 'file', ('unknown',))
+    assert len(unknown) == len(ORDER) * (len(ORDER) - 1) // 2
