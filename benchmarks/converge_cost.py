@@ -31,7 +31,8 @@ kpatch is not in bookworm (the guest's userspace): the .deb comes from sid (0.9.
 bookworm's binutils (kpatch calls ``readelf``), fetched with the lab's private apt state per suite
 and installed into the running guest with dpkg; the guest image is not changed.
 
-Usage: ``.venv/bin/python benchmarks/converge_cost.py [bookworm trixie sid] [--json FILE]``
+Usage: ``.venv/bin/python benchmarks/converge_cost.py [bookworm trixie sid] [--json FILE]``;
+``--table FILE...`` prints the README's tables from saved ``--json`` files.
 """
 
 from __future__ import annotations
@@ -310,11 +311,67 @@ def report(row):
     return '\n'.join(lines)
 
 
+SPLIT_ROWS = (('python start', "… Python's own start"), ('imports', '… imports (payload zip)'),
+              ('file checks', '… file checks'), ('observe', '… observe'), ('lock', '… lock'),
+              ('steps', '… steps (load, disable, unload)'), ('rest', '… the rest (planning, journal, record, result)'))
+
+
+def markdown(row):
+    """The README's table for one kernel's saved result (``--table FILE...``)."""
+    floor = dict((name, row['floor'][name]['wall_s']) for name, _b, _a in WORK)
+
+    def cells(values, ratio=True):
+        return ' | '.join('%.2f s%s' % (value, ' (%.2f×)' % (value / floor[name]) if ratio else '')
+                          for (name, _b, _a), value in zip(WORK, values))
+    names = [name for name, _b, _a in WORK]
+    head = '| %s %s, wall (× floor) | %s |' % (row['kernel'], row['release'], ' | '.join(names))
+    lines = [head, '|---|' + '---|' * len(names)]
+    lines.append('| kernel: sum of the transitions (dmesg) | %s |' % ' | '.join(
+        '%.2f s (%d)' % (row['floor'][n]['kernel_s'], row['floor'][n]['transitions']) for n in names))
+    for tool, label in (('floor', 'floor'), ('kpatch', 'kpatch %s' % row['kpatch_version']),
+                        ('ansible', '`livepatch_stack`, `ansible` command'),
+                        ('bare', '`livepatch_stack`, bare module process')):
+        lines.append('| %s | %s |' % (label, cells([row[tool][n]['wall_s'] for n in names])))
+    for key, label in SPLIT_ROWS:
+        splits = [row['bare'][n]['split'] for n in names]
+        counts = [s.get('counts', {}).get(key) for s in splits]
+        lines.append('| %s | %s |' % (label, ' | '.join(
+            '%.2f s%s' % (s.get(key, 0.0), ' (%d)' % c if c else '') for s, c in zip(splits, counts))))
+    without = [row['bare'][n]['wall_s'] - row['bare'][n]['split']['python start'] - row['bare'][n]['split']['imports']
+               for n in names]
+    lines.append('| … without start and imports | %s |' % cells(without))
+    starts = row.get('starts', {})
+    lines.append('')
+    lines.append('| %s %s, same boot | wall |' % (row['kernel'], row['release']))
+    lines.append('|---|---|')
+    basic = starts.get('import ansible.module_utils.basic (payload zip)')
+    start = starts.get('module start (arguments refused)')
+    for key, value in starts.items():
+        if not isinstance(value, float):
+            continue
+        note = ''
+        if key.startswith('module start') and basic:
+            note = ' (%.2f× the import of basic)' % (value / basic)
+        elif key.startswith('no-op') and start:
+            note = ' (%.2f× a module start)' % (value / start)
+        lines.append('| %s | %.2f s%s |' % (key, value, note))
+    lines.append('')
+    lines.append('host load average during the run: %s' % ', '.join('%.1f' % load for load in row['host_load']))
+    return '\n'.join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
     parser.add_argument('kernels', nargs='*', default=list(klab.KERNELS))
     parser.add_argument('--json', help='also write everything (with the profiles) to this file')
+    parser.add_argument('--table', nargs='+', metavar='JSON', help='print the README tables of saved results and stop')
     args = parser.parse_args()
+    if args.table:
+        for path in args.table:
+            with open(path) as handle:
+                for row in json.load(handle):
+                    print(markdown(row) + '\n')
+        return 0
     debs = fetch_debs()
     lab = klab.Lab().build(args.kernels)
     rows = []

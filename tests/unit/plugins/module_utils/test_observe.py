@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import pytest
@@ -201,22 +202,24 @@ def test_patch_vanishing_while_read(tmp_path, monkeypatch):
     """The kernel frees a disabled patch's directory from a workqueue (§2.1): never a traceback."""
     root = tree(tmp_path, base('6.1.0-50-amd64'), patch_files('lab_a', extra={'force': ''}),
                 patch_files('lab_b', extra={'force': ''}), proc_modules([('lab_b', 1, 'OEK'), ('lab_a', 1, 'OEK')]))
-    real_listdir = _observe.os.listdir
+    real_scandir = _observe.os.scandir
     gone = os.path.join(root, 'sys/kernel/livepatch/lab_b')
 
     def vanish(path):
-        entries = real_listdir(path)
+        # The directory is read (names and types), then freed before its files are read.
+        with real_scandir(path) as listing:
+            entries = list(listing)
         if path == gone:
             for entry in entries:
-                full = os.path.join(path, entry)
+                full = os.path.join(path, entry.name)
                 if os.path.isdir(full):
                     os.rmdir(os.path.join(full, 'lab_b_func,1'))
                     os.rmdir(full)
                 else:
                     os.unlink(full)
             os.rmdir(path)
-        return entries
-    monkeypatch.setattr(_observe.os, 'listdir', vanish)
+        return contextlib.nullcontext(entries)
+    monkeypatch.setattr(_observe.os, 'scandir', vanish)
     snap = observe(root)
     assert snap.names() == ['lab_a']
     assert any('lab_b vanished' in warning for warning in snap.warnings)
