@@ -19,7 +19,8 @@ import os
 
 from ansible_collections.kernelops.livepatch.plugins.module_utils._host import write_text_atomically
 
-SCHEMA = 1
+# 2: staged is [{release, stack, status}] (was a list of release names).
+SCHEMA = 2
 
 # Worst first: the order of the page and of the JSON rows ("failed hosts on top").
 STATUS_ORDER = (
@@ -44,20 +45,12 @@ FACTS = (
     'livepatch_stack_boot_restore', 'livepatch_stack_duration', 'livepatch_stack_steps',
 )
 
+# (key in a row, header), in the page's order; the page sorts every column by data-sort-KEY.
 COLUMNS = (
-    # (key in a row, header, how the page sorts it)
-    ('host', 'Host', 'text'),
-    ('release', 'Kernel release', 'text'),
-    ('status', 'Status', 'status'),
-    ('rule', 'Rule', 'text'),
-    ('before', 'Stack before', 'stack'),
-    ('after', 'Stack after', 'stack'),
-    ('reboot_required', 'Reboot required', 'bool'),
-    ('foreign', 'Foreign patches', 'stack'),
-    ('staged', 'Staged releases', 'list'),
-    ('boot_restore', 'Boot restore', 'text'),
-    ('duration_s', 'Duration (s)', 'number'),
-    ('message', 'Message', 'text'),
+    ('host', 'Host'), ('release', 'Kernel release'), ('status', 'Status'), ('rule', 'Rule'),
+    ('before', 'Stack before'), ('after', 'Stack after'), ('reboot_required', 'Reboot required'),
+    ('foreign', 'Foreign patches'), ('staged', 'Staged releases'), ('boot_restore', 'Boot restore'),
+    ('duration_s', 'Duration (s)'), ('message', 'Message'),
 )
 
 
@@ -72,6 +65,20 @@ def _stack(names, builds):
     """[{name, build}] bottom first; build is None where it is not known."""
     builds = builds if isinstance(builds, dict) else {}
     return [{'name': str(name), 'build': builds.get(name) or None} for name in (names or [])]
+
+
+def _staged(entries):
+    """The role's livepatch_stack_staged, [{release, stack: [names], status}] (staged, unchanged or
+    removed): the boot records written for the host's other installed kernel releases."""
+    rows = []
+    for entry in entries or []:
+        if isinstance(entry, dict):
+            rows.append({'release': str(entry.get('release') or ''),
+                         'stack': [str(name) for name in (entry.get('stack') or [])],
+                         'status': str(entry.get('status') or '')})
+        else:  # a bare release name
+            rows.append({'release': str(entry), 'stack': [], 'status': ''})
+    return rows
 
 
 def _as_bool(value):
@@ -105,7 +112,7 @@ def host_row(host, facts):
             {'name': str(p.get('name')), 'build': p.get('build_id')} if isinstance(p, dict) else {'name': str(p), 'build': None}
             for p in foreign
         ],
-        'staged': [str(r) for r in (get('livepatch_stack_staged') or [])],
+        'staged': _staged(get('livepatch_stack_staged')),
         'boot_restore': str(get('livepatch_stack_boot_restore') or ''),
         'duration_s': _as_float(get('livepatch_stack_duration')),
         'steps': len(get('livepatch_stack_steps') or []),
@@ -153,12 +160,23 @@ def _stack_html(stack):
     return '<ol>%s</ol>' % ''.join(items)
 
 
+def _staged_html(staged):
+    if not staged:
+        return '<span class="empty">none</span>'
+    items = []
+    for entry in staged:
+        stack = html.escape(', '.join(entry['stack'])) if entry['stack'] else '<span class="empty">empty</span>'
+        status = ' <span class="status s-%s">%s</span>' % ((html.escape(entry['status']),) * 2) if entry['status'] else ''
+        items.append('<li>%s%s: %s</li>' % (html.escape(entry['release']), status, stack))
+    return '<ul class="staged">%s</ul>' % ''.join(items)
+
+
 def _cell_html(key, row):
     value = row[key]
     if key in ('before', 'after', 'foreign'):
         return _stack_html(value)
     if key == 'staged':
-        return html.escape(', '.join(value)) if value else '<span class="empty">none</span>'
+        return _staged_html(value)
     if key == 'reboot_required':
         return 'yes' if value else 'no'
     if key == 'status':
@@ -175,7 +193,7 @@ def _sort_value(key, row):
     if key in ('before', 'after', 'foreign'):
         return ' '.join(p['name'] for p in value)
     if key == 'staged':
-        return ' '.join(value)
+        return ' '.join(entry['release'] for entry in value)
     if key == 'reboot_required':
         return int(bool(value))
     if value is None:
@@ -199,6 +217,7 @@ th{background:#eef0f2;cursor:pointer;user-select:none;white-space:nowrap}
 th[aria-sort=ascending]::after{content:" \\25B2"}
 th[aria-sort=descending]::after{content:" \\25BC"}
 ol{margin:0;padding-left:1.4em}
+ul.staged{margin:0;padding-left:1em}
 code{font-size:.85em;color:#57606a}
 .empty{color:#8c959f}
 .status{font-weight:600;padding:0 .3em;border-radius:3px}
@@ -206,6 +225,8 @@ code{font-size:.85em;color:#57606a}
 .s-skipped_canary,.s-skipped_fail_limit,.s-not_run{background:#fff1c2;color:#6a4a00}
 .s-converged{background:#d3f5dc;color:#0b4f1e}
 .s-unchanged,.s-planned,.s-no_stack_for_release{background:#e7ecf0}
+.s-staged{background:#d3f5dc;color:#0b4f1e}
+.s-removed{background:#e7ecf0;color:#57606a;text-decoration:line-through}
 tr.failing td{background:#fff5f5}
 """
 
@@ -254,13 +275,13 @@ def render_html(report, title='Livepatch fleet report'):
     counts = ''.join(
         '<span><span class="status s-%s">%s</span> %d</span>' % (html.escape(s), html.escape(s), n)
         for s, n in sorted(report['counts'].items(), key=lambda item: _status_rank(item[0])))
-    head = ''.join('<th data-key="%s" aria-sort="none">%s</th>' % (key, html.escape(label)) for key, label, _kind in COLUMNS)
+    head = ''.join('<th data-key="%s" aria-sort="none">%s</th>' % (key, html.escape(label)) for key, label in COLUMNS)
     body = []
     for row in report['hosts']:
         attrs = ''.join(' data-sort-%s="%s"' % (key, html.escape(json.dumps(_sort_value(key, row)), quote=True))
-                        for key, _label, _kind in COLUMNS)
+                        for key, _label in COLUMNS)
         cls = ' class="failing"' if row['status'] in FAILING else ''
-        body.append('<tr%s%s>%s</tr>' % (cls, attrs, ''.join('<td>%s</td>' % _cell_html(key, row) for key, _l, _k in COLUMNS)))
+        body.append('<tr%s%s>%s</tr>' % (cls, attrs, ''.join('<td>%s</td>' % _cell_html(key, row) for key, _l in COLUMNS)))
     return """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">

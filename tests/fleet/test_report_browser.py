@@ -20,7 +20,12 @@ HOSTS = {
     "web02": {"livepatch_stack_status": "converged", "livepatch_stack_release": "6.12.117+deb13-amd64",
               "livepatch_stack_before": [], "livepatch_stack_after": ["lp_a", "lp_b"],
               "livepatch_stack_reboot_required": True, "livepatch_stack_duration": 9.0,
-              "livepatch_stack_boot_restore": "enabled"},
+              "livepatch_stack_boot_restore": "enabled",
+              # the shape the role's staging fills (livepatch_stack_staged): the stack recorded for
+              # each other installed release, for its next boot
+              "livepatch_stack_staged": [
+                  {"release": "6.12.120+deb13-amd64", "stack": ["lp_a", "lp_b"], "status": "staged"},
+                  {"release": "6.12.110+deb13-amd64", "stack": [], "status": "removed"}]},
     "db01": {"livepatch_stack_status": "failed", "livepatch_stack_rule": "foreign_patch",
              "livepatch_stack_message": "patch kpatch_x at position 1 is not ours <b>bold</b>",
              "livepatch_stack_release": "6.1.0-50-amd64", "livepatch_stack_duration": 1.25},
@@ -86,6 +91,9 @@ def test_failed_hosts_on_top_and_text(tmp_path, browser):
     assert db01[3] == "foreign_patch" and db01[-1] == "patch kpatch_x at position 1 is not ours <b>bold</b>"
     web02 = parsed.rows[hosts.index("web02")]
     assert web02[5] == "lp_a lp_b" and web02[6] == "yes"
+    # the Staged releases column (the 9th): each release with its status and its stack
+    assert web02[8] == "6.12.120+deb13-amd64 staged : lp_a, lp_b 6.12.110+deb13-amd64 removed : empty"
+    assert parsed.rows[hosts.index("web01")][8] == "none"
 
 
 def test_sorting_by_column_in_the_browser(tmp_path, browser):

@@ -33,6 +33,12 @@ CONVERGED = {
     'livepatch_stack_steps': [{}, {}], 'livepatch_stack_boot_restore': 'enabled',
     'livepatch_stack_foreign': [{'name': 'kpatch_x', 'build_id': 'ff', 'position': 1}],
 }
+# livepatch_stack_staged as the role's staging sets it: one entry per other installed release.
+STAGED = [
+    {'release': '6.12.120+deb13-amd64', 'stack': ['lp_a', 'lp_c'], 'status': 'staged'},
+    {'release': '6.12.117+deb13-amd64', 'stack': ['lp_a'], 'status': 'unchanged'},
+    {'release': '6.12.110+deb13-amd64', 'stack': [], 'status': 'removed'},
+]
 
 
 def test_row_from_facts():
@@ -44,6 +50,21 @@ def test_row_from_facts():
     assert row['steps'] == 2
     assert row['foreign'] == [{'name': 'kpatch_x', 'build': 'ff'}]
     assert row['staged'] == []
+
+
+def test_staged_releases_in_row_json_and_page(tmp_path):
+    facts = dict(CONVERGED, livepatch_stack_staged=STAGED + ['7.2.13+deb14-amd64'])
+    report = _report.build_report([_report.host_row('web1', facts)])
+    json_path, html_path = _report.write_report(report, str(tmp_path))
+    row = json.load(open(json_path, encoding='utf-8'))['hosts'][0]
+    # The JSON keeps every entry with its three keys; a bare release name (an older fact) is kept too.
+    assert row['staged'] == STAGED + [{'release': '7.2.13+deb14-amd64', 'stack': [], 'status': ''}]
+    parsed = _Collect()
+    parsed.feed(open(html_path, encoding='utf-8').read())
+    text = ' '.join(' '.join(parsed.text).split())
+    assert '6.12.120+deb13-amd64 staged : lp_a, lp_c' in text
+    assert '6.12.117+deb13-amd64 unchanged : lp_a' in text
+    assert '6.12.110+deb13-amd64 removed : empty' in text
 
 
 def test_host_without_facts_is_not_run():
