@@ -32,7 +32,10 @@ module and role of kernelops.livepatch and reports, per module:
 * a top-level option that no task in EXAMPLES sets (its example);
 * a missing or empty EXAMPLES block;
 * a RETURN key (at any depth, ``contains`` included) without a description,
-  or a leaf RETURN key without a ``sample`` (its example);
+  or a leaf RETURN key without a ``sample`` (its example); a top-level key whose description is
+  only ``As RV(kernelops.livepatch.OTHER#module:KEY)...`` (a key described once, in OTHER) takes
+  its sample from there, so OTHER must document KEY with a sample (or ``contains``) and the same
+  ``type``;
 
 and, per role entry point, an option (at any depth) without a description.
 
@@ -427,8 +430,31 @@ def check_options(where: str, options: dict[str, t.Any] | None, prefix: str = ""
     return problems
 
 
-def check_return(where: str, returns: dict[str, t.Any] | None, prefix: str = "") -> list[str]:
-    """Report RETURN keys without a description, and leaves without a sample."""
+RETURN_REFERENCE = re.compile(r"^As RV\((%s\.[a-z_]+)#module:([a-z_]+)\)" % re.escape(COLLECTION))
+
+
+def check_reference(where: str, path: str, spec: dict[str, t.Any], others: dict[str, t.Any]) -> list[str] | None:
+    """For a key described only by reference to another module's RETURN key: its problems; None if it is no reference."""
+    description = spec.get("description")
+    first = description[0] if isinstance(description, list) and description else description
+    match = RETURN_REFERENCE.match(first) if isinstance(first, str) else None
+    if not match:
+        return None
+    module, key = match.groups()
+    target = ((others.get(module) or {}).get("return") or {}).get(key)
+    if not target:
+        return ["%s: RETURN key %s refers to %s key %s, which is not documented" % (where, path, module, key)]
+    if "sample" not in target and not target.get("contains"):
+        return ["%s: RETURN key %s refers to %s key %s, which has no sample" % (where, path, module, key)]
+    if (spec.get("type"), spec.get("elements")) != (target.get("type"), target.get("elements")):
+        return ["%s: RETURN key %s is %s/%s, but %s key %s is %s/%s" % (
+            where, path, spec.get("type"), spec.get("elements"), module, key, target.get("type"), target.get("elements"))]
+    return []
+
+
+def check_return(where: str, returns: dict[str, t.Any] | None, prefix: str = "",
+                 others: dict[str, t.Any] | None = None) -> list[str]:
+    """Report RETURN keys without a description, and leaves without a sample (or a reference, see above)."""
     problems = []
     for name, spec in sorted((returns or {}).items()):
         spec = spec or {}
@@ -436,8 +462,11 @@ def check_return(where: str, returns: dict[str, t.Any] | None, prefix: str = "")
         if not has_text(spec.get("description")):
             problems.append("%s: RETURN key %s has no description" % (where, path))
         contains = spec.get("contains")
+        reference = check_reference(where, path, spec, others) if others is not None and not prefix else None
         if contains:
             problems.extend(check_return(where, contains, path + "."))
+        elif reference is not None:
+            problems.extend(reference)
         elif "sample" not in spec:
             problems.append("%s: RETURN key %s has no sample" % (where, path))
     return problems
@@ -448,8 +477,8 @@ def example_keys(examples: str) -> set[str]:
     return set(re.findall(r"^[\s-]*([A-Za-z_][A-Za-z0-9_]*):", examples, flags=re.M))
 
 
-def check_module(name: str, entry: dict[str, t.Any]) -> list[str]:
-    """Return the documentation problems of one module."""
+def check_module(name: str, entry: dict[str, t.Any], others: dict[str, t.Any] | None = None) -> list[str]:
+    """Return the documentation problems of one module (others: every module's ansible-doc entry, by name)."""
     doc = entry.get("doc") or {}
     filename = doc.get("filename", "?")
     marker = "/ansible_collections/%s/" % COLLECTION.replace(".", "/")
@@ -468,7 +497,7 @@ def check_module(name: str, entry: dict[str, t.Any]) -> list[str]:
                 problems.append("%s: option %s appears in no task of EXAMPLES" % (where, option))
     if not entry.get("return"):
         problems.append("%s: no RETURN" % where)
-    problems.extend(check_return(where, entry.get("return")))
+    problems.extend(check_return(where, entry.get("return"), others=others if others is not None else {name: entry}))
     return problems
 
 
@@ -557,8 +586,9 @@ def main(argv: list[str] | None = None) -> int:
     if not modules:
         problems.append("%s: ansible-doc finds no module (is ANSIBLE_COLLECTIONS_PATH set?)" % COLLECTION)
     if modules:
-        for name, entry in sorted(ansible_doc("-t", "module", *modules).items()):
-            problems.extend(check_module(name, entry))
+        entries = ansible_doc("-t", "module", *modules)
+        for name, entry in sorted(entries.items()):
+            problems.extend(check_module(name, entry, entries))
     for role in roles:
         for role_name, entry in ansible_doc("-t", "role", role).items():
             for entry_point, spec in sorted((entry.get("entry_points") or {}).items()):

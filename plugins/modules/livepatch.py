@@ -123,124 +123,38 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-changed:
-  description: Whether the stack was (or in check mode would be) changed.
-  returned: always
-  type: bool
-  sample: true
+# The keys this module shares with livepatch_stack mean the same there: each is described once, in
+# livepatch_stack's RETURN (its sample too), and referenced here by name with its type.
+changed: {description: "As RV(kernelops.livepatch.livepatch_stack#module:changed).", returned: always, type: bool}
+stack_before: {description: "As RV(kernelops.livepatch.livepatch_stack#module:stack_before).", returned: when a plan could be made, type: list, elements: str}
+stack_after: {description: "As RV(kernelops.livepatch.livepatch_stack#module:stack_after).", returned: when a plan could be made, type: list, elements: str}
+kept: {description: "As RV(kernelops.livepatch.livepatch_stack#module:kept).", returned: when a plan could be made, type: int}
+notes: {description: "As RV(kernelops.livepatch.livepatch_stack#module:notes).", returned: when there is something to say, type: list, elements: str}
+steps: {description: "As RV(kernelops.livepatch.livepatch_stack#module:steps).", returned: when the stack was changed or a step failed,
+        type: list, elements: dict}
+stack: {description: "As RV(kernelops.livepatch.livepatch_stack#module:stack).", returned: when a plan could be made, type: list, elements: dict}
+leftovers: {description: "As RV(kernelops.livepatch.livepatch_stack#module:leftovers).", returned: when a plan could be made, type: list, elements: dict}
+reboot_required: {description: "As RV(kernelops.livepatch.livepatch_stack#module:reboot_required).", returned: when a plan could be made, type: bool}
+forced: {description: "As RV(kernelops.livepatch.livepatch_stack#module:forced).", returned: when a transition was forced, type: list, elements: str}
+rollback: {description: "As RV(kernelops.livepatch.livepatch_stack#module:rollback).", returned: when a step failed, type: dict}
+error_detail: {description: "As RV(kernelops.livepatch.livepatch_stack#module:error_detail).", returned: when a step failed, type: dict}
+record: {description: "As RV(kernelops.livepatch.livepatch_stack#module:record).", returned: when O(record) is set and the run succeeded, type: str}
+patches: {description: "As RV(kernelops.livepatch.livepatch_stack#module:patches).", returned: when the module failed, type: list, elements: str}
 plan:
-  description: The steps planned, in order (see RV(kernelops.livepatch.livepatch_stack#module:plan)).
+  description: As RV(kernelops.livepatch.livepatch_stack#module:plan).
   returned: when a plan could be made
   type: list
   elements: dict
   sample: [{"action": "load", "patch": "lp_cve_2026_0003", "reason": "push", "path": "/var/lib/lp_cve_2026_0003.ko"}]
-stack_before:
-  description: Names of the live patches before the run, bottom first.
-  returned: when a plan could be made
-  type: list
-  elements: str
-  sample: [lp_cve_2026_0001, lp_cve_2026_0002]
-stack_after:
-  description: Names of the patches the plan leads to, bottom first.
-  returned: when a plan could be made
-  type: list
-  elements: str
-  sample: [lp_cve_2026_0001, lp_cve_2026_0002, lp_cve_2026_0003]
-kept:
-  description: How many patches at the bottom were kept as they are.
-  returned: when a plan could be made
-  type: int
-  sample: 2
-notes:
-  description: What the plan could not do better.
-  returned: when there is something to say
-  type: list
-  elements: str
-  sample: []
-steps:
-  description: The steps executed with outcome and duration (see RV(kernelops.livepatch.livepatch_stack#module:steps)).
-  returned: when the stack was changed or a step failed
-  type: list
-  elements: dict
-  sample: [{"action": "load", "patch": "lp_cve_2026_0003", "phase": "apply", "outcome": "ok", "duration_ms": 2.4}]
-stack:
-  description: The patches on the kernel's list after the run (before it, in check mode or when nothing was to be done), bottom first.
-  returned: when a plan could be made
-  type: list
-  elements: dict
-  sample: [{"name": "lp_cve_2026_0003", "enabled": true, "transition": false, "replace": false, "stack_order": 3,
-            "objects": [], "refcnt": 1, "taint": "OEK", "build_id": "3f1c0b9e", "srcversion": null}]
-leftovers:
-  description: Livepatch modules still loaded but off the stack after the run.
-  returned: when a plan could be made
-  type: list
-  elements: dict
-  sample: []
-reboot_required:
-  description: Whether a forced module is loaded, which only a reboot removes.
-  returned: when a plan could be made
-  type: bool
-  sample: false
-forced:
-  description: Patches whose transition this run forced (only with O(on_stall=force)).
-  returned: when a transition was forced
-  type: list
-  elements: str
-  sample: [lp_cve_2026_0003]
-rollback:
-  description:
-    - What happened when the run tried to bring the stack back after a failure (see
-      RV(kernelops.livepatch.livepatch_stack#module:rollback)); C(as_before) is true only when name and build of every
-      live patch equal the stack before the run.
-  returned: when a step failed
-  type: dict
-  sample: {"attempted": true, "succeeded": true, "as_before": true, "steps": 1}
-error_detail:
-  description:
-    - What the kernel said or showed when a step failed (see
-      RV(kernelops.livepatch.livepatch_stack#module:error_detail)).
-  returned: when a step failed
-  type: dict
-  sample: {"errno": "ENODEV", "kernel_messages": ["livepatch: pre-patch callback failed for object 'vmlinux'"]}
-record:
-  description: The file the resulting stack was recorded in (O(record)).
-  returned: when O(record) is set and the run succeeded
-  type: str
-  sample: /var/lib/kernelops-livepatch/6.1.0-50-amd64/stack.json
-foreign:
-  description:
-    - The live patches this collection did not load (see O(foreign)), bottom first, with their position from the
-      bottom of the live stack.
-  returned: when a plan could be made
-  type: list
-  elements: dict
-  contains:
-    name:
-      description: The patch's name.
-      type: str
-      sample: kpatch_vendor_fix
-    build_id:
-      description: Its GNU build ID, null when unknown.
-      type: str
-      sample: 9a1c44e0b2d3
-    position:
-      description: Its position in the live stack, 1 for the bottom.
-      type: int
-      sample: 1
+foreign: {description: "As RV(kernelops.livepatch.livepatch_info#module:foreign).", returned: when a plan could be made, type: list,
+          elements: dict}
 rule:
   description:
-    - The rule the request would break, when the module refused it (for example V(not_on_top), V(relative_path),
-      V(bad_record)), or what failed (V(load_failed), V(transition_stalled), V(lock_timeout), V(unexpected_result)).
-    - V(internal_error) is a bug of this collection; the result still carries RV(stack) as observed after it.
+    - As RV(kernelops.livepatch.livepatch_stack#module:rule). A refusal particular to this module is V(not_on_top),
+      when the patch has others above it and O(pop_above=false).
   returned: when the module failed
   type: str
   sample: not_on_top
-patches:
-  description: The patches a refusal is about (empty when it is about no patch in particular).
-  returned: when the module failed
-  type: list
-  elements: str
-  sample: [lp_cve_2026_0002, lp_cve_2026_0003]
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -171,19 +171,19 @@ capabilities:
       type: bool
       sample: false
     force:
-      description: Patches have a C(force) attribute (4.15).
+      description: Patches have a C(force) attribute (4.15), which O(kernelops.livepatch.livepatch_stack#module:on_stall=force) writes.
       type: bool
       sample: true
     replace:
-      description: Patches have a C(replace) attribute (6.11).
+      description: Patches have a C(replace) attribute (6.11), so RV(stack[].replace) is known for loaded patches.
       type: bool
       sample: true
     stack_order:
-      description: Patches have a C(stack_order) attribute (6.14).
+      description: Patches have a C(stack_order) attribute (6.14), which gives the order of RV(stack) (RV(order_source=stack_order)).
       type: bool
       sample: false
     patched:
-      description: Objects have a C(patched) attribute (6.1).
+      description: Objects have a C(patched) attribute (6.1), shown in RV(stack[].objects[].patched).
       type: bool
       sample: true
     atomic_replace:

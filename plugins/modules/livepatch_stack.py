@@ -347,24 +347,12 @@ error_detail:
       sample: 1.05
 foreign:
   description:
-    - The live patches this collection did not load (see O(foreign)), bottom first, with their position from the
-      bottom of the live stack.
+    - The live patches this collection did not load (see O(foreign)), bottom first, each with its name, build ID and
+      position from the bottom of the live stack, as RV(kernelops.livepatch.livepatch_info#module:foreign) describes them.
   returned: when a plan could be made
   type: list
   elements: dict
-  contains:
-    name:
-      description: The patch's name.
-      type: str
-      sample: kpatch_vendor_fix
-    build_id:
-      description: Its GNU build ID, null when unknown.
-      type: str
-      sample: 9a1c44e0b2d3
-    position:
-      description: Its position in the live stack, 1 for the bottom.
-      type: int
-      sample: 1
+  sample: [{"name": "kpatch_vendor_fix", "build_id": "9a1c44e0b2d3", "position": 1}]
 rule:
   description:
     - The rule the request would break, when the module refused it (for example V(replace_not_at_bottom),

@@ -229,3 +229,31 @@ def test_citations_of_notes_outside_the_repository_fail(tmp_path, line):
     (tmp_path / 'code.py').write_text('pass\n%s\n' % line)
     found = check_docs.check_citations(str(tmp_path))
     assert len(found) == 1 and found[0].startswith('code.py:2: ') and 'not in the repository' in found[0]
+
+
+# RETURN keys described once, in another module, and referenced by name (check_reference).
+_STACK = {'return': {'stack_before': {'description': 'Names.', 'type': 'list', 'elements': 'str', 'sample': ['a']},
+                     'rollback': {'description': 'What happened.', 'type': 'dict'}}}
+
+
+def _ref(key, type_='list', elements='str', module='kernelops.livepatch.livepatch_stack'):
+    return {key: {'description': 'As RV(%s#module:%s).' % (module, key), 'type': type_, 'elements': elements}}
+
+
+@pytest.mark.parametrize('returns, expected', [
+    (_ref('stack_before'), []),
+    # the referenced key must exist, carry a sample, and have the same type
+    (_ref('stack_after'), ['m: RETURN key stack_after refers to kernelops.livepatch.livepatch_stack key stack_after,'
+                           ' which is not documented']),
+    (_ref('rollback', 'dict', None), ['m: RETURN key rollback refers to kernelops.livepatch.livepatch_stack key rollback,'
+                                      ' which has no sample']),
+    (_ref('stack_before', 'list', 'dict'), ['m: RETURN key stack_before is list/dict, but'
+                                            ' kernelops.livepatch.livepatch_stack key stack_before is list/str']),
+    (_ref('stack_before', module='kernelops.livepatch.gone'),
+     ['m: RETURN key stack_before refers to kernelops.livepatch.gone key stack_before, which is not documented']),
+    # not a reference: a leaf without a sample is still reported
+    ({'kept': {'description': 'How many.', 'type': 'int'}}, ['m: RETURN key kept has no sample']),
+])
+def test_return_key_by_reference(returns, expected):
+    others = {'kernelops.livepatch.livepatch_stack': _STACK}
+    assert check_docs.check_return('m', returns, others=others) == expected
