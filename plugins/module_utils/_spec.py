@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any, Dict
 
 __all__ = ['FOREIGN_CHOICES', 'changing_spec', 'patch_spec', 'livepatch_spec', 'livepatch_stack_spec',
-           'livepatch_info_spec']
+           'livepatch_info_spec', 'livepatch_stage_spec']
 
 # What happens to live patches this collection did not load (docs/developer.md §10.4).
 FOREIGN_CHOICES = ['refuse', 'keep', 'pop']
@@ -83,4 +83,32 @@ def livepatch_info_spec() -> Dict[str, Any]:
         record=dict(type='path'),
         facts=dict(type='bool', default=False),
         files=dict(type='list', elements='path', default=[]),
+    ), supports_check_mode=True)
+
+
+def livepatch_stage_spec() -> Dict[str, Any]:
+    """``argument_spec`` of ``livepatch_stage`` (the role's patch entries: ``src`` or ``path``)."""
+    patch = dict(
+        src=dict(type='str'),
+        path=dict(type='str'),
+        sha256=dict(type='str'),
+        name=dict(type='str'),
+        replace=dict(type='bool', default=False),
+        requires=dict(type='list', elements='str', default=[]),
+    )
+    entry = dict(options=patch, mutually_exclusive=[('src', 'path')], required_one_of=[('src', 'path')],
+                 required_by={'src': ['sha256']})
+    return dict(argument_spec=dict(
+        stacks=dict(type='list', elements='dict', default=[], options=dict(
+            release=dict(type='str', required=True),
+            patches=dict(type='list', elements='dict', default=[], **entry),
+        )),
+        push=dict(type='list', elements='dict', **entry),
+        src_dir=dict(type='str', default=''),
+        dir=dict(type='path', default='/var/lib/kernelops-livepatch'),
+        remove_old_releases=dict(type='bool', default=True),
+        lock_timeout=dict(type='float', default=60.0),
+        checksums=dict(type='list', elements='path', default=[]),
+        unit=dict(type='str'),
+        _controller=dict(type='dict'),
     ), supports_check_mode=True)
