@@ -16,13 +16,13 @@ holds another build, and it is written root-owned, mode 0644, in root-owned 0755
 as the file trust rule wants it (docs/developer.md §10.1).
 
 A **staged** release is one in the stacks whose kernel is installed (``/lib/modules/RELEASE``)
-but not running: its files are copied and checked against that release (first word of the
-module's vermagic, docs/developer.md §2.5) and its boot record written, so that the boot
-restore loads the stack when the host boots that kernel.
+but not running: its files are copied and checked against that release (docs/developer.md §2.5)
+and its boot record written, for the boot restore when the host boots that kernel.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -126,14 +126,12 @@ def dest_path(directory: str, release: str, sha256: str, src: str) -> str:
 
 
 def sha256_of(path: str) -> Tuple[Optional[str], str]:
-    """(hex digest, '') of a regular file, or (None, why not); never follows a last-component symlink.
-
-    ``O_NONBLOCK``: a FIFO put where a patch should be must not hang the run.
-    """
+    """(hex digest, '') of a regular file, or (None, why not); no last-component symlink, and
+    ``O_NONBLOCK``: a FIFO put where a patch should be must not hang the run."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as exc:
-        return None, 'missing' if exc.errno == 2 else (exc.strerror or str(exc))
+        return None, 'missing' if exc.errno == errno.ENOENT else (exc.strerror or str(exc))
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None, 'not a regular file'
@@ -284,16 +282,12 @@ def decide(running: Optional[Target], staged: Sequence[Target], env: Env, *, rem
                 raise LivepatchError('duplicate_name', 'the stack staged for %s names %s twice; the kernel holds one '
                                      'module per name' % (target.release, ', '.join(doubled)), doubled)
             record = BootRecord(kernel_release=target.release, stack=tuple(entries))
-            records.append((target.release, record, _record_changes(_record_path(env, target.release), record)))
+            records.append((target.release, record, _record_changes(os.path.join(env.dir, target.release, RECORD), record)))
     staged_releases = set(target.release for target in staged)
     remove = _old_releases(env, keep=staged_releases | {current}) if remove_old else []
     needed = tuple(item for sha256, item in need.items() if sha256 not in controller)
     return Decision(files=tuple(files), running=tuple(module_patches), records=tuple(records),
                     remove=tuple(remove), need=needed)
-
-
-def _record_path(env: Env, release: str) -> str:
-    return os.path.join(env.dir, release, RECORD)
 
 
 def _record_changes(path: str, record: BootRecord) -> bool:
@@ -398,7 +392,7 @@ def carry_out(decision: Decision, sources: Mapping[str, str], env: Env) -> List[
                     raise LivepatchError(BAD_PATCH_FILE, '%s has build %s after the copy, not %s'
                                          % (entry.path, info.build_id, entry.build_id), [entry.name])
             if changes:
-                write_record(_record_path(env, release), record)
+                write_record(os.path.join(env.dir, release, RECORD), record)
         for release, _names in decision.remove:
             shutil.rmtree(os.path.join(env.dir, release))
     return copied
