@@ -137,9 +137,9 @@ def test_check_mode_predicts_the_run_exactly_and_changes_nothing(tree):
     tree.install(NEXT)
     a, b = tree.ko('lp_a'), tree.ko('lp_b', NEXT)
     stacks = [{'release': RUN, 'patches': [entry(a)]}, {'release': NEXT, 'patches': [entry(b)]}]
-    predicted, _ = stage(tree, stacks, check=True)
+    predicted = stage(tree, stacks, check=True)[0]
     assert tree.files() == {}
-    real, _ = stage(tree, stacks)
+    real = stage(tree, stacks)[0]
     assert predicted == real
     assert predicted.staged() == [{'release': NEXT, 'stack': ['lp_b'], 'status': 'staged'}]
     assert [item['state'] for item in predicted.files] == ['copy', 'copy']
@@ -203,12 +203,12 @@ def test_old_release_directories_are_removed_only_when_ours_and_not_installed(tr
     with open(os.path.join(tree.dir, NEXT, 'stack.json'), 'w') as handle:
         json.dump({'schema': 2, 'kernel_release': NEXT, 'stack': []}, handle)
     os.symlink(os.path.join(tree.dir, GONE), os.path.join(tree.dir, 'link'))  # a symlink is never followed
-    kept, _ = stage(tree, [], remove_old=False)
+    kept = stage(tree, [], remove_old=False)[0]
     assert kept.remove == () and os.path.isdir(os.path.join(tree.dir, GONE))
-    decision, _ = stage(tree, [])
+    decision = stage(tree, [])[0]
     assert decision.staged() == [{'release': GONE, 'stack': ['lp_a'], 'status': 'removed'}]
     assert sorted(os.listdir(tree.dir)) == sorted([NEXT, 'no-record', 'other-release', 'link'])
-    again, _ = stage(tree, [])
+    again = stage(tree, [])[0]
     assert not again.changes
 
 
