@@ -493,6 +493,8 @@ def check_module(name: str, entry: dict[str, t.Any], others: dict[str, t.Any] | 
         used = example_keys(examples)
         for option, spec in sorted((doc.get("options") or {}).items()):
             names = {option, *((spec or {}).get("aliases") or [])}
+            if option.startswith("_"):
+                continue  # internal: set by the module's action plugin, never in a task
             if not names & used:
                 problems.append("%s: option %s appears in no task of EXAMPLES" % (where, option))
     if not entry.get("return"):

@@ -131,6 +131,21 @@ EXAMPLES = r"""
             sha256: 9a7d0e1f2c3b4a5968778695a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5
   become: true
   register: files
+
+- name: What the role livepatch_stack does - pop-to mode, the checksums of its unit, nothing removed
+  kernelops.livepatch.livepatch_stage:
+    push:
+      - path: /opt/patches/lp_cve_2026_0002.ko
+        sha256: 51be0e1f2c3b4a5968778695a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5
+    src_dir: /srv/livepatch-project
+    dir: /var/lib/kernelops-livepatch
+    remove_old_releases: false
+    lock_timeout: 30
+    checksums: [/etc/systemd/system/kernelops-livepatch-restore.service]
+    unit: kernelops-livepatch-restore.service
+  become: true
+  check_mode: true
+  diff: true
 """
 
 RETURN = r"""
@@ -143,6 +158,7 @@ selected:
   description: Whether the running release has an entry in O(stacks) (or O(push) was given).
   returned: always
   type: bool
+  sample: true
 patches:
   description: The running release's patches as M(kernelops.livepatch.livepatch_stack) takes them (C(path) on the host).
   returned: always
@@ -155,6 +171,8 @@ files:
   returned: always
   type: list
   elements: dict
+  sample: [{release: 6.1.0-50-amd64, index: 1, dest: /var/lib/kernelops-livepatch/6.1.0-50-amd64/3f1c0b9e2d5a7f8e/lp_a.ko,
+            sha256: 3f1c0b9e2d5a7f8e6b4c1d0a9e8f7d6c5b4a39281706f5e4d3c2b1a0f9e8d7c6, state: right}]
 staged:
   description: One entry per staged or removed release, C(release), C(stack) (names) and C(status) (V(staged), V(unchanged), V(removed)).
   returned: always
@@ -166,31 +184,39 @@ copied:
   returned: always
   type: list
   elements: str
+  sample: [/var/lib/kernelops-livepatch/6.12.117+deb13-amd64/9a7d0e1f2c3b4a59/lp_a.ko]
 service_mgr:
   description: V(systemd) when systemd runs (C(/run/systemd/system) exists), V(other) otherwise.
   returned: always
   type: str
+  sample: systemd
 unit_state:
   description: What C(systemctl is-enabled) says of O(unit); empty when it says nothing.
   returned: always
   type: str
+  sample: enabled
 checksums:
   description: Path to SHA-256 of each file of O(checksums) that exists.
   returned: always
   type: dict
+  sample: {/etc/systemd/system/kernelops-livepatch-restore.service: 0b1c2d3e4f5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0}
 builds:
   description: Name to GNU build ID of each patch on the kernel's livepatch list.
   returned: always
   type: dict
+  sample: {lp_a: 5f3c1b7a9e0d2c4b6a8f1e3d5c7b9a0f2e4d6c8b}
 need:
   description: Files to copy whose bytes are on the controller; the action plugin sends them and calls again.
   returned: when a file must be read on the controller
   type: list
   elements: dict
+  sample: [{sha256: 9a7d0e1f2c3b4a5968778695a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5, src: /srv/patches/lp_a.ko,
+            check: [{release: 6.12.117+deb13-amd64, name: null}]}]
 rule:
   description: Why the run failed (see the rule table of the workflows guide).
   returned: failure
   type: str
+  sample: bad_patch_file
 """
 
 from ansible.module_utils.basic import AnsibleModule
