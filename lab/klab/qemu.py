@@ -444,14 +444,21 @@ class VM:
         return wait_until(what, answered, timeout=timeout, interval=0.5, on_timeout=self.console_tail)
 
     # -- lifecycle --------------------------------------------------------------------
-    def reboot(self, timeout: float | None = None, *, append: str | None = None) -> str:
+    def reboot(self, timeout: float | None = None, *, append: str | None = None, kernel: str | None = None) -> str:
         """Reboot the guest and wait until ssh answers with a new boot id; return it.
 
         ``append=None`` (or the words it already has): ``systemctl reboot``, same command line.
         ``append="WORDS"``: a command line with other extra words (``""`` = none), which a reboot
         inside the guest cannot change: the guest is powered off cleanly and QEMU started again
         on the same disk overlay and port (a cold boot, so it takes a boot's time).
+        ``kernel="trixie"``: boot the same disk with another lab kernel (built), as a host boots
+        the kernel an update installed; that kernel's ``/lib/modules/RELEASE`` is put in the
+        guest first (:meth:`install_modules`) if it is not there. Also a cold boot.
         """
+        if kernel is not None and kernel != self.kernel:
+            self.install_modules(kernel)
+            words = self.inst.append if append is None else append
+            return self._restart(" ".join(words.split()), timeout, kernel=kernel)
         if append is not None and append.split() != self.inst.append.split():
             return self._restart(" ".join(append.split()), timeout)
         before = self.boot_id() or ""
@@ -486,17 +493,18 @@ class VM:
         except OSError:
             return False
 
-    def _restart(self, append: str, timeout: float | None, *, hard: bool = False) -> str:
+    def _restart(self, append: str, timeout: float | None, *, hard: bool = False, kernel: str | None = None) -> str:
         """Power the guest off, start QEMU again with ``append`` on the same overlay and port.
 
-        ``hard``: the guest does not answer; kill QEMU at once instead of asking for a poweroff."""
+        ``hard``: the guest does not answer; kill QEMU at once instead of asking for a poweroff.
+        ``kernel``: start it with that lab kernel instead of the one it runs."""
         # pylint: disable-next=import-outside-toplevel
         from .guest import build_initramfs  # cached: returns the path at once
         # pylint: disable-next=import-outside-toplevel
         from .kernels import kernel_info
         cmdline = kernel_cmdline(append)  # validate before anything stops
-        kernel = kernel_info(self.kernel)
-        initramfs = build_initramfs(kernel)
+        info = kernel_info(kernel or self.kernel)
+        initramfs = build_initramfs(info)
         before = "" if hard else (self.boot_id() or "")
         if not hard:
             self.ssh("sync; systemctl poweroff", check=False, timeout=30)
@@ -508,16 +516,21 @@ class VM:
                 log(f"{self.name}: did not power off within 120 s; killing QEMU")
         self._kill_qemu()
         overlay = Path(self.inst.overlay)
-        argv = qemu_argv(kernel, initramfs, accel=self.inst.accel, append=cmdline, drive=overlay, port=self.port,
+        argv = qemu_argv(info, initramfs, accel=self.inst.accel, append=cmdline, drive=overlay, port=self.port,
                          console=self.console, pidfile=overlay.with_suffix(".pid"))
         started = time.monotonic()
         self._proc = start_qemu(argv, overlay.with_suffix(".qemu.log"), detach=not self._owned)
         self.inst.pid = self._proc.pid
         self.inst.append = append
+        self.kernel = self.inst.kernel = info.suite
+        self.inst.release = info.release
         self.inst.save()
         boot = self.wait_for_ssh(timeout=timeout or boot_timeout(self.inst.accel), previous_boot=before)
         self._release = self.ssh("uname -r").stdout.strip()
-        log(f"{self.name}: restarted with extra kernel words {append!r} (ssh after {time.monotonic() - started:.1f} s)")
+        if self._release != info.release:
+            raise LabError(f"{self.name}: guest runs {self._release} after the restart, expected {info.release}")
+        log(f"{self.name}: restarted on {info.suite} {info.release} with extra kernel words {append!r} "
+            f"(ssh after {time.monotonic() - started:.1f} s)")
         return boot
 
     def _kill_qemu(self) -> None:
@@ -542,6 +555,31 @@ class VM:
                 path.unlink()
         if self in _LIVE:
             _LIVE.remove(self)
+
+    def install_modules(self, kernel: str) -> str:
+        """Make ``kernel`` an installed kernel of the guest, as its package would; return its release.
+
+        The lab boots one guest image with each kernel given to QEMU (``-kernel``/``-initrd``,
+        virtio and ext4 from the initramfs), so the image has no ``/lib/modules`` of its own. This
+        puts ``/lib/modules/RELEASE`` with the kernel's module index files (``modules.*``) in the
+        guest; the ``.ko`` tree itself stays on the host (hundreds of MB over ssh under TCG, and
+        the guest loads no module from it). Kept across reboots (it is on the overlay).
+        """
+        # pylint: disable-next=import-outside-toplevel
+        from .kernels import kernel_info
+        info = kernel_info(kernel)
+        where = f"/lib/modules/{info.release}"
+        if self.ssh(f"test -f {where}/modules.dep", check=False).returncode == 0:
+            return info.release
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for path in sorted(info.moddir.iterdir()):
+                if path.name.startswith("modules.") and path.is_file() and not path.is_symlink():
+                    tar.add(str(path), arcname=path.name)
+        self.ssh(f"mkdir -p {where} && tar -C {where} -xf - --no-same-owner && sync", input_data=buf.getvalue(),
+                 timeout=120)
+        log(f"{self.name}: {where} installed ({kernel}, {len(buf.getvalue()) // 1024} KiB of index files)")
+        return info.release
 
     def put_tree(self, src: Path, dest: str) -> None:
         """Copy the directory ``src`` to ``dest`` in the guest (tar over ssh)."""

@@ -19,7 +19,7 @@ description:
     be copied; a file already on the host with the C(sha256) given is left as it is. A missing file or a checksum
     that differs fails with rule C(bad_patch_file), naming the file.
   - The running kernel's patches are returned in RV(patches), ready for M(kernelops.livepatch.livepatch_stack).
-  - Every other release in O(stacks) whose kernel is installed (C(/lib/modules/RELEASE) exists) is B(staged): its
+  - Every other release in O(stacks) whose kernel is installed (C(/lib/modules/RELEASE) exists) is B(staged), that is its
     files are copied, each must be a livepatch module built for that release (rule C(release_mismatch) otherwise),
     and its boot record O(dir)/RELEASE/stack.json is written under the host lock, so that the boot-time restore loads
     that stack when the host boots that kernel.

@@ -117,8 +117,8 @@ def check_needed(need: Sequence[Mapping[str, Any]], host: str) -> Dict[str, Dict
         for check in item.get('check') or ():
             info = _info(path, raw)
             check_info(info, path, check['release'], check.get('name'))
-            files[sha256] = dict((key, getattr(info, key)) for key in ('name', 'build_id', 'release', 'vermagic',
-                                                                        'livepatch'))
+            keys = ('name', 'build_id', 'release', 'vermagic', 'livepatch')
+            files[sha256] = dict((key, getattr(info, key)) for key in keys)
     if bad:
         raise LivepatchError(BAD_PATCH_FILE, '%s; nothing on %s was changed.' % ('; '.join(bad), host))
     return files

@@ -45,13 +45,11 @@ def env(tmp_path, monkeypatch):
 
 
 def run(capsys, check=False, diff=False, **args):
-    args.update(_ansible_check_mode=check, _ansible_diff=diff)
-    with patch_module_args(args), pytest.raises(SystemExit) as info:
-        livepatch_stage.main()
-    result = json.loads(capsys.readouterr().out)
-    result['rc'] = info.value.code
-    assert result.get('rule') != 'internal_error', result
-    return result
+    """The module's JSON result, with its exit status as ``rc``; never an internal error."""
+    with patch_module_args(dict(args, _ansible_check_mode=check, _ansible_diff=diff)):
+        with pytest.raises(SystemExit) as info:
+            livepatch_stage.main()
+    return dict(json.loads(capsys.readouterr().out), rc=info.value.code)
 
 
 def ko(tmp_path, name, release):
@@ -64,12 +62,13 @@ def test_two_calls_as_the_action_plugin_makes_them(env, tmp_path, capsys):
     a, b = ko(tmp_path, 'lp_a', RUN), ko(tmp_path, 'lp_b', NEXT)
     stacks = [{'release': RUN, 'patches': [a]}, {'release': NEXT, 'patches': [b]}]
     first = run(capsys, stacks=stacks)
+    assert first.get('rule') is None, first
     assert first['rc'] == 0 and first['changed'] is False
     assert sorted(item['src'] for item in first['need']) == sorted([a['src'], b['src']])
     assert first['service_mgr'] == 'systemd' and first['release'] == RUN and first['builds'] == {}
     assert not os.path.exists(env.dir)  # asking changes nothing
-    controller = {'files': {a['sha256']: {}, b['sha256']: {'name': 'lp_b', 'build_id': None, 'release': NEXT,
-                                                               'vermagic': NEXT, 'livepatch': True}}}
+    staged = {'name': 'lp_b', 'build_id': None, 'release': NEXT, 'vermagic': NEXT, 'livepatch': True}
+    controller = {'files': {a['sha256']: {}, b['sha256']: staged}}
     predicted = run(capsys, check=True, diff=True, stacks=stacks, _controller=controller)
     assert predicted['changed'] is True and 'need' not in predicted and not os.path.exists(env.dir)
     assert [d['before_header'] for d in predicted['diff']] == [os.path.join(env.dir, RUN), os.path.join(env.dir, NEXT)]
@@ -81,7 +80,7 @@ def test_two_calls_as_the_action_plugin_makes_them(env, tmp_path, capsys):
     shutil.rmtree(env.dir)
     controller['files'][b['sha256']]['build_id'] = open_module(b['src'], env.trust).info.build_id
     done = run(capsys, stacks=stacks, _controller=controller)
-    assert done['rc'] == 0 and done['changed'] is True and len(done['copied']) == 2
+    assert done.get('rule') is None and done['rc'] == 0 and done['changed'] is True and len(done['copied']) == 2
     assert done['staged'] == [{'release': NEXT, 'stack': ['lp_b'], 'status': 'staged'}]
     assert done['patches'] == [{'path': done['copied'][0], 'name': None, 'replace': False, 'requires': []}]
     again = run(capsys, stacks=stacks)
