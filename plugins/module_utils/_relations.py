@@ -158,12 +158,13 @@ def _file_relations(lower: ModuleEvidence, upper: ModuleEvidence) -> List[Tuple[
     ]
 
 
-def _live_relations(lower: PatchEvidence, upper: PatchEvidence) -> List[Tuple[str, List[str]]]:
-    assert lower.live is not None and upper.live is not None
-    holders = ['/sys/module/%s/holders/%s' % (a.name, b.name) for a, b in ((lower, upper), (upper, lower))
-               if b.name in (a.live.holders if a.live else ())]
+def _live_relations(lower: PatchEvidence, lower_live: LiveEvidence, upper: PatchEvidence,
+                    upper_live: LiveEvidence) -> List[Tuple[str, List[str]]]:
+    holders = ['/sys/module/%s/holders/%s' % (low.name, up.name)
+               for (low, low_live), up in (((lower, lower_live), upper), ((upper, upper_live), lower))
+               if up.name in low_live.holders]
     return [
-        (SAME_FUNCTION, _common_functions(lower.live.functions, upper.live.functions)),
+        (SAME_FUNCTION, _common_functions(lower_live.functions, upper_live.functions)),
         (USES_SYMBOL, holders),
     ]
 
@@ -177,7 +178,8 @@ def relations(patches: Sequence[PatchEvidence]) -> List[Relation]:
             if lower.module is not None and upper.module is not None:
                 pair.extend((kind, evidence, 'file') for kind, evidence in _file_relations(lower.module, upper.module))
             if lower.live is not None and upper.live is not None:
-                pair.extend((kind, evidence, 'sysfs') for kind, evidence in _live_relations(lower, upper))
+                pair.extend((kind, evidence, 'sysfs')
+                            for kind, evidence in _live_relations(lower, lower.live, upper, upper.live))
             missing = ['%s: %s' % (patch.name, why) for patch in (lower, upper) for why in patch.unreadable()]
             pair.append((UNKNOWN, missing, 'file'))
             found.extend(Relation(lower=lower.name, upper=upper.name, kind=kind, evidence=tuple(evidence),

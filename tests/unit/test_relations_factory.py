@@ -45,7 +45,7 @@ def klp_image(name, funcs=(('vmlinux', 'old_fn', 0),), states=(), undefined=(), 
             strings += text.encode() + b'\x00'
         return string_at[text]
 
-    text = b''.join(b'\x90' * 16 for _ in funcs)  # one new function of 16 bytes per klp_func
+    text = b'\x90' * 16 * len(funcs)  # one new function of 16 bytes per klp_func
     relocs = []  # (offset in .data, section symbol index, addend); 1 .text, 2 .rodata.str1.1, 3 .data, 4 this_module
     objs_at = 64
     funcs_at = objs_at + OBJECT_STRIDE * (len(objects) + 1)

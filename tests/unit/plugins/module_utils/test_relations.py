@@ -160,7 +160,7 @@ def test_reader_is_total_on_damaged_images():
     seed = klp_image('lp', funcs=(('vmlinux', 'a', 0), ('ext4', 'b', 1)), states=(1,), exports=('x',),
                      klp_syms=('.klp.sym.vmlinux.c,0',), undefined=('klp_shadow_get',))
     outcomes = {'read': 0, 'refused': 0}
-    for _ in range(400):
+    for _round in range(400):
         data = bytearray(seed)
         for _flip in range(rng.randint(1, 8)):
             data[rng.randrange(len(data))] = rng.randrange(256)
