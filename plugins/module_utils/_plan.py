@@ -38,6 +38,9 @@ from ansible_collections.kernelops.livepatch.plugins.module_utils._snapshot impo
 )
 from ansible_collections.kernelops.livepatch.plugins.module_utils._values import value_object
 
+# Pairs of patch names checked and found unrelated (option skip_unrelated); None: the option is off.
+Unrelated = Optional[FrozenSet[FrozenSet[str]]]
+
 __all__ = ['Wanted', 'Step', 'Plan', 'ForeignPatch', 'FOREIGN_POLICIES', 'plan_stack', 'check_wanted',
            'same_build', 'foreign_patches']
 
@@ -254,6 +257,52 @@ def _plan_free(snapshot: Snapshot, wanted: List[Wanted], unload_retired: bool,
     return steps, kept, notes
 
 
+def _skip_unrelated(snapshot: Snapshot, wanted: List[Wanted],
+                    unrelated: FrozenSet[FrozenSet[str]]) -> Optional[Tuple[List[Step], int, List[str], List[Wanted]]]:
+    """Rule ``skip_unrelated`` (docs/developer.md §11): one patch ``m`` in the middle is removed or
+    replaced by ``n``, and every patch above it stays, in order, each unrelated to ``m`` and ``n``
+    by the evidence the caller checked (a pair is in ``unrelated`` only when both files were read
+    and no relation of any kind, ``unknown`` included, was found). Since 5.1 any patch may be
+    disabled (§3.2); a loaded ``n`` goes on top of the kernel's order, which is why a live stack
+    with ``n`` above unrelated patches it should stand below already satisfies the rule; the
+    desired stack is returned in that order (the kernel's, which the record keeps). Any other
+    change: None, and the stack discipline plans it.
+    """
+    live = list(snapshot.live_stack)
+    kept, uncertain = _common_prefix(live, wanted)
+    if uncertain or _leaving(snapshot) or any(want.replace for want in wanted[kept:]):
+        return None
+    above_live, rest = live[kept + 1:], wanted[kept:]
+
+    def checked(names: Sequence[str], others: Sequence[str]) -> bool:
+        return all(frozenset((name, other)) in unrelated for name in names for other in others)
+
+    def same(lives: Sequence[Any], wants: Sequence[Wanted]) -> bool:
+        return len(lives) == len(wants) and all(same_build(a, b) == (True, True) for a, b in zip(lives, wants))
+
+    above = [p.name for p in above_live]
+    # removed (the rest is what was above it) or replaced by n (a new build or another name), loaded on top
+    removed = same(above_live, rest)
+    new = None if removed or not rest else rest[0]
+    if above and (removed or (new is not None and same(above_live, rest[1:]) and new.name not in above)):
+        old = live[kept]
+        if not checked([old.name] + ([new.name] if new else []), above):
+            return None
+        what = 'replaced by %s' % new.name if new else 'removed'
+        return ([_pop(old.name), Step(action='unload', patch=old.name, reason='rule skip_unrelated: %s without '
+                                      'popping %s' % (what, ', '.join(above)))] + ([_load_step(new)] if new else []),
+                kept, ['rule skip_unrelated: %s %s without popping %s (no relation found between them in the files '
+                       'and sysfs checked)' % (old.name, what, ', '.join(above))],
+                wanted[:kept] + (rest[1:] + [new] if new else rest))
+    if kept < len(live) and rest and same(live[kept:], rest[1:] + rest[:1]) and len(rest) > 1:
+        top, above = rest[0], [w.name for w in rest[1:]]
+        if checked([top.name], above):  # n already loaded above patches it is unrelated to
+            return [], len(live), ['rule skip_unrelated: %s stands above %s in the kernel\'s order, which the '
+                                   'evidence allows (no relation between them)' % (top.name, ', '.join(above))], \
+                wanted[:kept] + rest[1:] + rest[:1]
+    return None
+
+
 def _plan_registered(snapshot: Snapshot, wanted: List[Wanted], can_unload: bool,
                      spare: FrozenSet[str]) -> Tuple[List[Step], int, List[str]]:
     """Before 5.1 disabled patches stay on the list, in order, behind the enabled ones (§3.1).
@@ -303,14 +352,16 @@ def _plan_registered(snapshot: Snapshot, wanted: List[Wanted], can_unload: bool,
 
 
 def plan_stack(snapshot: Snapshot, wanted: Sequence[Wanted], *, unload_retired: bool = True, foreign: str = 'pop',
-               ours: Ours = None) -> Plan:
+               ours: Ours = None, unrelated: Unrelated = None) -> Plan:
     """Return the :class:`Plan` that turns the live stack into ``wanted`` (bottom to top).
 
     ``foreign`` decides what happens to the live patches this collection did not load, those not
     in ``ours`` ((name, build ID) pairs from its journal and boot record; None: all are ours):
     ``pop`` treats them like any other, ``refuse`` refuses a plan that disables, unloads or
     retires one, ``keep`` builds the desired stack above them and refuses if that still touches
-    one (docs/developer.md §10.4).
+    one (docs/developer.md §10.4). ``unrelated`` (option ``skip_unrelated``; None: off, plans are
+    exactly the stack's) lets a 5.1+ plan leave the patches above a removed or replaced one live,
+    see :func:`_skip_unrelated`.
     """
     if foreign not in FOREIGN_POLICIES:
         raise LivepatchError('bad_input', 'foreign must be one of %s, not %r' % (', '.join(FOREIGN_POLICIES), foreign))
@@ -331,7 +382,10 @@ def plan_stack(snapshot: Snapshot, wanted: Sequence[Wanted], *, unload_retired: 
         wanted = bottom + [w for w in wanted if w.name not in set(p.name for p in foreign_live)]
         notes.append('kept the patches not loaded by this collection at the bottom: %s'
                      % ', '.join('%s (position %d)' % (p.name, p.position) for p in foreign_live))
-    if caps.era == ERA_FREE:
+    skipped = _skip_unrelated(snapshot, wanted, unrelated) if caps.era == ERA_FREE and unrelated is not None else None
+    if skipped is not None:
+        steps, kept, era_notes, wanted = skipped
+    elif caps.era == ERA_FREE:
         steps, kept, era_notes = _plan_free(snapshot, wanted, unload_retired, spare)
     elif caps.era in (ERA_STACKED, ERA_IMMEDIATE):
         steps, kept, era_notes = _plan_registered(snapshot, wanted, caps.era == ERA_STACKED, spare)

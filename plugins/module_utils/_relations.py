@@ -25,8 +25,9 @@ here may still depend on each other through data or behaviour no symbol shows.
 
 from __future__ import annotations
 
+import itertools
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.kernelops.livepatch.plugins.module_utils._elf import module_name_from_path
 from ansible_collections.kernelops.livepatch.plugins.module_utils._errors import LivepatchError
@@ -35,7 +36,7 @@ from ansible_collections.kernelops.livepatch.plugins.module_utils._klp_elf impor
 )
 from ansible_collections.kernelops.livepatch.plugins.module_utils._values import value_object
 
-__all__ = ['KINDS', 'LiveEvidence', 'PatchEvidence', 'Relation', 'read_live', 'relations', 'gather']
+__all__ = ['KINDS', 'LiveEvidence', 'PatchEvidence', 'Relation', 'read_live', 'relations', 'gather', 'evidence_for_plan']
 
 SAME_FUNCTION = 'same_function'
 CALLS_PATCHED = 'calls_patched'
@@ -225,3 +226,33 @@ def gather(root: str, live: Sequence[str], files: Sequence[str], open_module,
         result.append(PatchEvidence(name=name, module=module, problems=problems,
                                     live=read_live(root, name) if name in live else None))
     return result
+
+
+def evidence_for_plan(root: str, live_stack: Sequence[Any], journal: Mapping[str, Mapping[str, Any]],
+                      wanted: Sequence[Any], open_module) -> Tuple[FrozenSet[FrozenSet[str]], List[Relation]]:
+    """For option ``skip_unrelated``: the name pairs checked and found unrelated, and every relation seen.
+
+    Checked twice: the live stack (sysfs, and the files the journal says were loaded, same build
+    only) and the desired stack (its files). A pair counts as unrelated only if, in every one of
+    the two stacks that holds both names, both files were read and no relation of any kind
+    (``unknown`` included) was found: a patch replaced by a new build is checked as both builds.
+    """
+    live = [patch.name for patch in live_stack]
+    live_paths = dict((entry['path'], name) for name, entry in journal.items()
+                      if name in live and isinstance(entry.get('path'), str))
+    builds = dict((patch.name, patch.build_id) for patch in live_stack)
+    wanted_paths = dict((want.path, want.name) for want in wanted if want.path)
+    found: List[Relation] = []
+    checks = []  # per stack: the pairs of its patches, and those checked and found unrelated
+    for names, patches in ((live, gather(root, live, list(live_paths), open_module, builds, live_paths)),
+                           ([want.name for want in wanted],
+                            gather(root, [], list(wanted_paths), open_module, None, wanted_paths))):
+        seen = relations(patches)
+        found.extend(seen)
+        related = set(frozenset((rel.lower, rel.upper)) for rel in seen)
+        # a desired patch given without a file is in no checked pair, so never unrelated
+        checked = set(frozenset(pair) for pair in itertools.combinations([p.name for p in patches], 2))
+        checks.append((set(frozenset(pair) for pair in itertools.combinations(names, 2)), checked - related))
+    # unrelated: clean in every stack that holds both (old and new builds of a replaced patch alike)
+    candidates = checks[0][0] | checks[1][0]
+    return frozenset(pair for pair in candidates if all(pair in clean for pairs, clean in checks if pair in pairs)), found

@@ -194,8 +194,14 @@ class Runner:
         # Ours: what the journal says this collection loaded since boot, and the boot record
         # (the restore at boot loaded those); read and validated before anything changes.
         ours = ours_from(self.host.journal.read(), self.read_record())
+        unrelated = None
+        if self.params.get('skip_unrelated'):  # issue 13: off by default, and in the module livepatch
+            from ansible_collections.kernelops.livepatch.plugins.module_utils._relations import evidence_for_plan
+            unrelated, seen = evidence_for_plan(snapshot.root, snapshot.live_stack, self.host.journal.read(), wanted,
+                                                lambda path: open_module(path, self.host.trust))
+            self.result['relations'] = [relation.as_dict() for relation in seen]
         plan = plan_stack(snapshot, wanted, unload_retired=self.params['unload_retired'],
-                          foreign=self.params['foreign'], ours=ours)
+                          foreign=self.params['foreign'], ours=ours, unrelated=unrelated)
         self._check_signatures(snapshot, plan)
         # With foreign: keep the planner puts the foreign live patches at the bottom of the stack.
         wanted = list(plan.wanted)

@@ -54,6 +54,7 @@ def livepatch_stack_spec() -> Dict[str, Any]:
         stack=dict(type='list', elements='dict', options=patch_spec()),
         pop_to=dict(type='int'),
         push=dict(type='list', elements='dict', options=patch_spec(), default=[]),
+        skip_unrelated=dict(type='bool', default=False),
     )
     spec.update(changing_spec())
     return dict(argument_spec=spec, mutually_exclusive=[('stack', 'pop_to'), ('stack', 'push')],

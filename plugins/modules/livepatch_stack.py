@@ -74,6 +74,20 @@ options:
     elements: dict
     default: []
     suboptions: *patch_options
+  skip_unrelated:
+    description:
+      - Off by default, and then the stack discipline holds as always; every patch above a changed one is popped and
+        pushed again.
+      - When on, and on 5.1 and later only, a patch in the middle of the stack may be removed, or replaced by one new
+        patch (a new build or another name), without popping the patches above it, B(only) if the files and sysfs
+        show no relation at all between it (and its replacement) and each of them; a missing or unreadable file
+        counts as related (RV(relations)). A replacement is loaded on top, so the kernel's order, the result's
+        RV(stack_after) and the boot record then have it above those patches.
+      - The result's RV(notes) names the rule (C(rule skip_unrelated)) and RV(relations) lists the evidence checked.
+        This is structural evidence, not proof that the patches do not depend on each other; see the stack
+        discipline guide.
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -205,6 +219,15 @@ notes:
   type: list
   elements: str
   sample: ["could not compare builds of lp_old (no build ID or srcversion on one side); kept by name"]
+relations:
+  description:
+    - With O(skip_unrelated=true), every relation found between the live patches (sysfs and the files in the journal)
+      and between the desired ones (their files); the same entries as RV(kernelops.livepatch.livepatch_info#module:relations).
+  returned: when O(skip_unrelated=true)
+  type: list
+  elements: dict
+  sample: [{"lower": "lp_a", "upper": "lp_b", "kind": "same_function", "evidence": ["vmlinux:cmdline_proc_show,1"],
+            "source": "file"}]
 steps:
   description: The steps executed, with their outcome and duration, including those of a rollback.
   returned: when the stack was changed or a step failed

@@ -28,7 +28,8 @@ def _section_header(name_off, sh_type, flags, offset, size, link=0, info=0, alig
 
 
 def klp_image(name, funcs=(('vmlinux', 'old_fn', 0),), states=(), undefined=(), exports=(), klp_syms=(),
-              klp_rela_objects=(), depends=(), symtab=True, machine=62, build_id=None):
+              klp_rela_objects=(), depends=(), symtab=True, machine=62, build_id=None,
+              release='6.12.0'):
     """``funcs``: (object, old_name, old_sympos); object 'vmlinux' is written as a NULL name."""
     objects = []
     for obj, old_name, sympos in funcs:
@@ -71,8 +72,8 @@ def klp_image(name, funcs=(('vmlinux', 'old_fn', 0),), states=(), undefined=(), 
         for state_id in states:
             data += struct.pack('<QIIQ', state_id, 1, 0, 0)
         data += bytes(24)
-    modinfo = b'name=%s\x00livepatch=Y\x00depends=%s\x00vermagic=6.12.0 SMP mod_unload\x00' % (
-        name.encode(), ','.join(depends).encode())
+    modinfo = b'name=%s\x00livepatch=Y\x00depends=%s\x00vermagic=%s SMP mod_unload\x00' % (
+        name.encode(), ','.join(depends).encode(), release.encode())
 
     symbols = [(0, 0, 0, 0)]  # (name offset, info, shndx, value)
     symstr = b'\x00'

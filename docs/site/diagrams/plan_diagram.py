@@ -86,7 +86,10 @@ def states(live, kept, steps, labels):
     Entries are (label, kind): kind is ``kept``, ``popped`` or ``pushed``; ``labels`` gives the
     label of each pushed patch (its name, with the build when the example names one).
     """
-    stack = [(name, 'kept' if index < kept else 'popped') for index, name in enumerate(live)]
+    # a patch above the common bottom that no step disables or retires stays live (skip_unrelated)
+    gone = set(step.patch for step in steps if step.action == 'disable') | set(
+        name for step in steps for name in step.retires)
+    stack = [(name, 'kept' if index < kept or name not in gone else 'popped') for index, name in enumerate(live)]
     off = []
     result = [(list(stack), list(off))]
 
@@ -191,6 +194,9 @@ EXAMPLES = [
     ('bug_at_bottom.svg', 'Bug at the bottom: a rebuilt a (same name, new build)', ['a', 'b'], ['a@v2', 'b'],
      {'a': 'v1'}),
     ('replace.svg', 'A replace patch pushed over the live stack', ['a', 'b'], ['R1', 'c'], {}),
+    # option skip_unrelated, with evidence that b is related to neither c nor d
+    ('skip_unrelated.svg', 'skip_unrelated: b rebuilt; c and d, unrelated to b, stay live', ['a', 'b', 'c', 'd'],
+     ['a', 'b@v2', 'c', 'd'], {'b': 'v1'}, frozenset([frozenset('bc'), frozenset('bd')])),
 ]
 
 
@@ -200,8 +206,8 @@ def main(argv):
         return 2
     directory = argv[1]
     os.makedirs(directory, exist_ok=True)
-    for filename, title, live, desired, builds in EXAMPLES:
-        plan = _plan.plan_stack(snapshot(live, builds), wanted(desired))
+    for filename, title, live, desired, builds, *unrelated in EXAMPLES:
+        plan = _plan.plan_stack(snapshot(live, builds), wanted(desired), unrelated=(unrelated or [None])[0])
         names = [spec.partition('@')[0] for spec in desired]
         labels = dict((spec.partition('@')[0], spec.replace('@', ' ')) for spec in desired if '@' in spec)
         with open(os.path.join(directory, filename), 'w') as handle:

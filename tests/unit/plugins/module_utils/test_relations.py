@@ -21,7 +21,7 @@ from ansible_collections.kernelops.livepatch.plugins.module_utils._klp_elf impor
     Function, parse_klp_symbol, read_module_evidence,
 )
 from ansible_collections.kernelops.livepatch.plugins.module_utils._relations import (
-    KINDS, PatchEvidence, gather, read_live, relations,
+    KINDS, PatchEvidence, evidence_for_plan, gather, read_live, relations,
 )
 from ansible_collections.kernelops.livepatch.plugins.module_utils._errors import LivepatchError
 
@@ -302,3 +302,38 @@ def test_gather_refuses_evidence_of_another_build(tmp_path):
     with_same_build = relations(gather(root, ['low', 'up'], ['/p/low.ko', '/p/up.ko'],
                                        lambda path: _Image(path, images[path]), {'low': None, 'up': 'beef'}))
     assert with_same_build == []
+
+
+class _Live(object):
+    def __init__(self, name, build_id=None):
+        self.name, self.build_id = name, build_id
+
+
+class _Want(object):
+    def __init__(self, name, path=None):
+        self.name, self.path = name, path
+
+
+PLAN_EVIDENCE_CASES = [
+    # (id, desired [(name, file or None)], expected unrelated pairs)
+    ('rebuilt-b-checked-as-both-builds', [('a', 'a'), ('b', 'b2'), ('c', 'c')], ['a-b', 'b-c']),
+    ('new-build-related', [('a', 'a'), ('b', 'b_calls_a'), ('c', 'c')], ['b-c']),
+    ('kept-without-file', [('a', 'a'), ('b', 'b2'), ('c', None)], ['a-b']),
+    ('removed', [('a', 'a'), ('c', 'c')], ['a-b', 'b-c']),
+    ('other-name', [('a', 'a'), ('n', 'n'), ('c', 'c')], ['a-b', 'a-n', 'b-c', 'c-n']),
+]
+
+
+@pytest.mark.parametrize('desired,expected', [case[1:] for case in PLAN_EVIDENCE_CASES],
+                         ids=[case[0] for case in PLAN_EVIDENCE_CASES])
+def test_evidence_for_plan(tmp_path, desired, expected):
+    """Live a, b, c (a and c related: same function); which pairs a plan may treat as unrelated."""
+    images = {'a': klp_image('a', funcs=(fn('f'), fn('a'))), 'b': klp_image('b', funcs=(fn('b'),)),
+              'c': klp_image('c', funcs=(fn('f'),)), 'b2': klp_image('b', funcs=(fn('b'), fn('b_more'))),
+              'b_calls_a': klp_image('b', funcs=(fn('b'),), undefined=('a',)), 'n': klp_image('n', funcs=(fn('n'),))}
+    journal = dict((name, {'path': '/p/%s.ko' % name}) for name in 'abc')
+    unrelated, found = evidence_for_plan(str(tmp_path), [_Live(name) for name in 'abc'], journal,
+                                         [_Want(name, file and '/p/%s.ko' % file) for name, file in desired],
+                                         lambda path: _Image(path, images[path[3:-3]]))
+    assert sorted('-'.join(sorted(pair)) for pair in unrelated) == expected
+    assert ('a', 'c', 'same_function') in kinds(found)

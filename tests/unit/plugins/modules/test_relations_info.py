@@ -7,10 +7,12 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from ansible_collections.kernelops.livepatch.plugins.module_utils._kofile import open_module
-from ansible_collections.kernelops.livepatch.plugins.modules import livepatch_info
+from ansible_collections.kernelops.livepatch.plugins.modules import livepatch_info, livepatch_stack
 
 from test_modules import Host, run, stack  # pylint: disable=import-error
 from test_relations_factory import klp_image  # pylint: disable=import-error
@@ -48,3 +50,48 @@ def test_files_given_are_read_and_placed_above_the_live_stack(host, capsys, monk
     bare = run(livepatch_info, capsys, root=host.model.root)
     assert pairs(bare) == [('a', 'b', 'unknown', 'file')]
     assert any('stripped' in line for line in bare['relations'][0]['evidence'])
+
+
+def write(host, name, build, **args):
+    """A klp_image for the model's kernel, with a build ID of its own (so builds compare for sure)."""
+    path = host.dir / ('rel-%s-%s.ko' % (name, build))
+    build_id = hashlib.sha1(('%s%s' % (name, build)).encode()).hexdigest()  # 20 bytes, as the model renders
+    path.write_bytes(klp_image(name, release=host.model.release, build_id=build_id, **args))
+    return {'path': str(path)}
+
+
+def rel_stack(host, capsys, monkeypatch, entries, **extra):
+    monkeypatch.setattr(livepatch_info, 'open_module', lambda path: open_module(path, host.trust))
+    return run(livepatch_stack, capsys, stack=entries, **extra)
+
+
+def test_skip_unrelated_replaces_a_middle_patch_without_popping(host, capsys, monkeypatch):
+    a, b, c = (write(host, name, 'v1', funcs=(('vmlinux', 'f_' + name, 0),)) for name in 'abc')
+    b2 = write(host, 'b', 'v2', funcs=(('vmlinux', 'f_b', 0),))
+    assert rel_stack(host, capsys, monkeypatch, [a, b, c])['stack_after'] == ['a', 'b', 'c']
+    check = rel_stack(host, capsys, monkeypatch, [a, b2, c], skip_unrelated=True, check=True)
+    assert [(s['action'], s['patch']) for s in check['plan']] == [('disable', 'b'), ('unload', 'b'), ('load', 'b')]
+    assert any('rule skip_unrelated' in note for note in check['notes'])
+    assert check['relations'] == []  # every pair checked (files of a, b, c, b v2; sysfs), nothing found
+    done = rel_stack(host, capsys, monkeypatch, [a, b2, c], skip_unrelated=True)
+    assert done['changed'] and done['stack_after'] == ['a', 'c', 'b']
+    assert [p.name for p in host.model.observe().live_stack] == ['a', 'c', 'b']
+    again = rel_stack(host, capsys, monkeypatch, [a, b2, c], skip_unrelated=True)
+    assert again['changed'] is False
+    # off again: the stack discipline puts b back below c
+    off = rel_stack(host, capsys, monkeypatch, [a, b2, c])
+    assert [(s['action'], s['patch']) for s in off['plan']][:2] == [('disable', 'b'), ('unload', 'b')]
+    assert off['stack_after'] == ['a', 'b', 'c']
+
+
+def test_skip_unrelated_pops_a_related_patch_and_says_why(host, capsys, monkeypatch):
+    a = write(host, 'a', 'v1', funcs=(('vmlinux', 'f_a', 0),))
+    b, b2 = (write(host, 'b', build, funcs=(('vmlinux', 'f_b', 0),)) for build in ('v1', 'v2'))
+    c = write(host, 'c', 'v1', funcs=(('vmlinux', 'f_c', 0),), undefined=('f_b',))
+    rel_stack(host, capsys, monkeypatch, [a, b, c])
+    result = rel_stack(host, capsys, monkeypatch, [a, b2, c], skip_unrelated=True, check=True)
+    assert [(s['action'], s['patch']) for s in result['plan']] == [
+        ('disable', 'c'), ('unload', 'c'), ('disable', 'b'), ('unload', 'b'), ('load', 'b'), ('load', 'c')]
+    assert not any('skip_unrelated' in note for note in result.get('notes', []))
+    assert sorted(set((r['lower'], r['upper'], r['kind']) for r in result['relations'])) == [
+        ('b', 'c', 'calls_patched')]
