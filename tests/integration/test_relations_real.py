@@ -75,3 +75,35 @@ def test_relations_from_files_and_sysfs(vm):
     assert triples(bare['relations'], 'sysfs') == triples(relations, 'sysfs')
     unknown = triples(bare['relations'], 'file', ('unknown',))
     assert len(unknown) == len(ORDER) * (len(ORDER) - 1) // 2
+
+
+def stack_args(vm, names, **extra):
+    return dict({'stack': [{'path': '%s/%s.ko' % (vm.patch_dir, name)} for name in names]}, **extra)
+
+
+def actions(result):
+    return [(step['action'], step['patch']) for step in result['plan']]
+
+
+def test_skip_unrelated_on_a_real_kernel(vm):
+    """Removed and replaced in the middle with only unrelated patches above; popped when related."""
+    sh(vm, 'insmod %s/lab_rel_lib.ko' % vm.patch_dir)
+    first, _wall = run_module(vm, 'livepatch_stack', stack_args(vm, ['lab_rel_free1', 'lab_rel_same1', 'lab_rel_free2']))
+    assert first['stack_after'] == live_patches(vm) == ['lab_rel_free1', 'lab_rel_same1', 'lab_rel_free2']
+    # lab_rel_same1 replaced by lab_rel_callee (another name): lab_rel_free2 is never disabled
+    swap, _wall = run_module(vm, 'livepatch_stack', stack_args(
+        vm, ['lab_rel_free1', 'lab_rel_callee', 'lab_rel_free2'], skip_unrelated=True))
+    assert actions(swap) == [('disable', 'lab_rel_same1'), ('unload', 'lab_rel_same1'), ('load', 'lab_rel_callee')]
+    assert any('rule skip_unrelated' in note for note in swap['notes'])
+    assert live_patches(vm) == ['lab_rel_free1', 'lab_rel_free2', 'lab_rel_callee'] == swap['stack_after']
+    again, _wall = run_module(vm, 'livepatch_stack', stack_args(
+        vm, ['lab_rel_free1', 'lab_rel_callee', 'lab_rel_free2'], skip_unrelated=True))
+    assert again['changed'] is False
+    # lab_rel_caller calls what lab_rel_callee replaces: removing lab_rel_free2 under it is fine,
+    # but replacing lab_rel_callee under lab_rel_caller pops lab_rel_caller and says why
+    run_module(vm, 'livepatch_stack', stack_args(vm, ['lab_rel_free1', 'lab_rel_callee', 'lab_rel_caller']))
+    related, _wall = run_module(vm, 'livepatch_stack', stack_args(
+        vm, ['lab_rel_free1', 'lab_rel_same2', 'lab_rel_caller'], skip_unrelated=True))
+    assert actions(related)[:2] == [('disable', 'lab_rel_caller'), ('unload', 'lab_rel_caller')]
+    assert ('lab_rel_callee', 'lab_rel_caller', 'calls_patched') in triples(related['relations'], 'file')
+    assert live_patches(vm) == ['lab_rel_free1', 'lab_rel_same2', 'lab_rel_caller']
