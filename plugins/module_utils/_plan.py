@@ -283,7 +283,8 @@ def _skip_unrelated(snapshot: Snapshot, wanted: List[Wanted],
     above = [p.name for p in above_live]
     # removed (the rest is what was above it) or replaced by n (a new build or another name), loaded on top
     removed = same(above_live, rest)
-    new = None if removed or not rest else rest[0]
+    # n goes on top: not when a patch meant to stand above it requires it below (check_wanted's rule)
+    new = None if removed or not rest or any(rest[0].name in want.requires for want in rest[1:]) else rest[0]
     if above and (removed or (new is not None and same(above_live, rest[1:]) and new.name not in above)):
         old = live[kept]
         if not checked([old.name] + ([new.name] if new else []), above):
@@ -294,7 +295,7 @@ def _skip_unrelated(snapshot: Snapshot, wanted: List[Wanted],
                 kept, ['rule skip_unrelated: %s %s without popping %s (no relation found between them in the files '
                        'and sysfs checked)' % (old.name, what, ', '.join(above))],
                 wanted[:kept] + (rest[1:] + [new] if new else rest))
-    if kept < len(live) and rest and same(live[kept:], rest[1:] + rest[:1]) and len(rest) > 1:
+    if new is not None and len(rest) > 1 and same(live[kept:], rest[1:] + rest[:1]):
         top, above = rest[0], [w.name for w in rest[1:]]
         if checked([top.name], above):  # n already loaded above patches it is unrelated to
             return [], len(live), ['rule skip_unrelated: %s stands above %s in the kernel\'s order, which the '

@@ -54,6 +54,8 @@ PLAN_CASES = [
     ('push-only', ('a',), ('a', 'b'), ALL, ['load b'], ['a', 'b']),
     ('two-changes-fall-back', ('a', 'b', 'c'), ('a', 'b@v2', 'c@v2'), ALL,
      ['disable c', 'unload c', 'disable b', 'unload b', 'load b', 'load c'], ['a', 'b', 'c']),
+    ('new-required-above-it', ('a', 'b', 'c'), ('a', 'b@v2', 'c'), pairs('b-c'),
+     ['disable c', 'unload c', 'disable b', 'unload b', 'load b', 'load c'], ['a', 'b', 'c']),
     ('bottom-replace-patch-not-skipped', ('a', 'b'), ('R', 'b'), ALL,
      ['load R', 'unload b', 'unload a', 'load b'], ['R', 'b']),
 ]
@@ -62,11 +64,12 @@ PLAN_CASES = [
 @pytest.mark.parametrize('live,desired,unrelated,expected,after', [case[1:] for case in PLAN_CASES],
                          ids=[case[0] for case in PLAN_CASES])
 def test_skip_unrelated_table(live, desired, unrelated, expected, after):
-    plan = plan_stack(snap(live=live), want(*desired), unrelated=unrelated)
+    requires = {'c': ('b',)} if live == ('a', 'b', 'c') and desired == ('a', 'b@v2', 'c') else None
+    plan = plan_stack(snap(live=live), want(*desired, requires=requires), unrelated=unrelated)
     assert steps(plan) == expected
     assert list(plan.after) == after
     skipped = any('rule skip_unrelated' in note for note in plan.notes)
-    assert skipped == (expected != steps(plan_stack(snap(live=live), want(*desired))))
+    assert skipped == (expected != steps(plan_stack(snap(live=live), want(*desired, requires=requires))))
 
 
 @pytest.mark.parametrize('version', ['4.19', '6.1', '7.2'])
