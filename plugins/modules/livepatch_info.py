@@ -113,6 +113,16 @@ EXAMPLES = r"""
 - name: Read a recorded tree instead of the running kernel
   kernelops.livepatch.livepatch_info:
     root: /srv/fixtures/sid-three-patches
+
+- name: Show what ties the live patches to each other and to a patch not loaded yet
+  kernelops.livepatch.livepatch_info:
+    files:
+      - /var/lib/kernelops-livepatch/{{ ansible_facts.kernel }}/lp_cve_2026_0004.ko
+  register: livepatch
+
+- name: List the pairs with a relation seen, with the evidence
+  ansible.builtin.debug:
+    msg: "{{ livepatch.relations | rejectattr('kind', 'equalto', 'unknown') | list }}"
 """
 
 RETURN = r"""

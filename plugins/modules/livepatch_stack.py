@@ -159,6 +159,15 @@ EXAMPLES = r"""
       - path: /var/lib/kernelops-livepatch/{{ ansible_facts.kernel }}/lp_cve_2026_0001.ko
     foreign: keep
   become: true
+
+- name: Replace a middle patch without popping those above it, only if nothing ties them to it
+  kernelops.livepatch.livepatch_stack:
+    stack:
+      - path: /var/lib/kernelops-livepatch/{{ ansible_facts.kernel }}/lp_cve_2026_0001.ko
+      - path: /var/lib/kernelops-livepatch/{{ ansible_facts.kernel }}/lp_cve_2026_0002-v2.ko
+      - path: /var/lib/kernelops-livepatch/{{ ansible_facts.kernel }}/lp_cve_2026_0003.ko
+    skip_unrelated: true
+  become: true
 """
 
 RETURN = r"""
