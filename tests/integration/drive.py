@@ -8,13 +8,22 @@ the guest's state with plain shell (never with our own code, so the two can disa
 
 Helpers are named like the kernel selftests' functions.sh and wait on the kernel's observable
 state, polling every 10 ms in the guest.
+
+Every scenario also runs on the kernel model (``tests/unit/kernel_model.py``) with the same calls
+and the same ``.ko`` files: ``Guest`` and ``Model`` are two targets with one interface (run a
+module, read the stack, load a patch the way another tool would, run a setup script), a scenario
+is a function of a target, and ``same`` compares what both said and did (steps, end state,
+errors). A disagreement is a bug in the model or a kernel fact the model does not know yet.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,6 +36,7 @@ from collection_tree import collection_tree, importable  # noqa: E402  pylint: d
 
 if not importable():
     sys.path.insert(0, collection_tree())
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), 'unit'))
 
 SYSFS = '/sys/kernel/livepatch'
 
@@ -218,3 +228,234 @@ print(json.dumps(files))
 def record_tree(vm):
     """The files our observe layer reads, copied from the guest as JSON path → text."""
     return json.loads(sh(vm, 'python3 -c %s' % shlex.quote(RECORD_SCRIPT)))
+
+
+# -- the same scenario on the guest and on the kernel model -----------------------------------
+
+MODEL_VERSION = {'bookworm': '6.1', 'trixie': '6.12', 'sid': '7.2'}
+
+# What a lab patch does that its bytes' modinfo does not say: the kernel reads it from the
+# klp_patch the module registers (lab/patches/NAME.c), the model from these modinfo entries.
+LAB_BEHAVIOUR = {
+    'lab_replace': {'x_replace': '1'},      # .replace = true
+    'lab_block': {'x_block': '1'},          # patches lab_busy_sleep(), where lab_busy's kthread sleeps while block=1
+    'lab_fail_pre': {'x_pre_patch': '1'},   # its pre-patch callback returns -ENODEV
+    'lab_state_v1': {'x_states': '1:1'},    # klp_state id 1, version 1
+    'lab_state_v2': {'x_states': '1:2'},    # klp_state id 1, version 2
+}
+
+
+class Guest:
+    """A scenario's target on the lab guest: the real kernel, the real ``ansible`` command."""
+
+    is_model = False
+
+    def __init__(self, vm):
+        self.vm = vm
+        self.kernel, self.release, self.patch_dir = vm.kernel, vm.release, vm.patch_dir
+        self.prefix = ''   # guest paths are themselves
+
+    def run(self, module, args=None, check=False, timeout=600):
+        return run_module(self.vm, module, args, check=check, timeout=timeout)[0]
+
+    def live(self):
+        return live_patches(self.vm)
+
+    def loaded(self):
+        return loaded_livepatch_modules(self.vm)
+
+    def shell(self, script):
+        """``script`` with ``{g}`` (the guest's root: nothing here) in front of every absolute path."""
+        return sh(self.vm, script.replace('{g}', ''))
+
+    def put(self, path, data):
+        self.vm.ssh('install -d -m 0755 %s && cat > %s' % (shlex.quote(os.path.dirname(path)), shlex.quote(path)),
+                    input_data=data)
+
+    def insmod(self, name):
+        """Load a patch the way another tool would (not through the collection); wait for its transition."""
+        sh(self.vm, 'insmod %s/%s.ko' % (self.patch_dir, name))
+        loop_until(self.vm, '[ "$(cat %s/%s/transition 2>/dev/null)" = 0 ]' % (SYSFS, name), '%s enabled' % name)
+
+    def block(self):
+        """lab_busy's kthread sleeps in lab_busy_sleep() until unblocked: lab_block cannot finish."""
+        sh(self.vm, 'insmod %s/lab_busy.ko && echo 1 > /sys/module/lab_busy/parameters/block && sleep 0.2'
+           % self.patch_dir)
+
+    def hold_lock(self):
+        """Another run holds the host lock until ``free_lock``."""
+        sh(self.vm, 'setsid -f flock -o /run/kernelops-livepatch.lock sleep 600 </dev/null >/dev/null 2>&1; sleep 0.3')
+        assert self.vm.ssh('flock -n /run/kernelops-livepatch.lock true', check=False).returncode != 0, 'lock not held'
+
+    def free_lock(self):
+        sh(self.vm, "pkill -f 'flock -o /run/kernelops-livepatch.loc[k]'; true")
+
+
+class Model:
+    """The same scenario's target on the kernel model: the modules' ``main()`` in this process, with
+    the model as the host's kernel and a private mirror of the guest's files (``prefix``).
+
+    The patch directory holds the lab's ``.ko`` files of this kernel (the files the guest has),
+    and paths in module arguments are taken under the mirror, so file ownership, modes and the
+    bytes are what the scenario made them. Time is the model's: a stall of ``timeout`` seconds
+    passes at once.
+    """
+
+    is_model = True
+
+    def __init__(self, lab, vm):
+        from kernel_model import KernelModel  # pylint: disable=import-outside-toplevel
+        self.kernel, self.release, self.patch_dir = vm.kernel, vm.release, vm.patch_dir
+        self.base = tempfile.mkdtemp(prefix='klp-model-')
+        self.prefix = os.path.join(self.base, 'guest')
+        os.makedirs(os.path.join(self.base, 'kernel'))
+        self.model = KernelModel(os.path.join(self.base, 'kernel'), MODEL_VERSION[vm.kernel], behaviour=LAB_BEHAVIOUR)
+        self.model.release = vm.release
+        self.model.render()
+        source = os.path.join(str(lab.cache), 'patches', vm.kernel)
+        # root-owned 0755 directories and 0644 files, as the lab installs them in the guest
+        for top, _dirs, names in os.walk(source):
+            target = self.prefix + os.path.normpath(os.path.join(self.patch_dir, os.path.relpath(top, source)))
+            os.makedirs(target, mode=0o755, exist_ok=True)
+            for name in names:
+                shutil.copyfile(os.path.join(top, name), os.path.join(target, name))
+                os.chmod(os.path.join(target, name), 0o644)
+        os.chmod(self.prefix, 0o755)
+        os.mkdir(os.path.join(self.prefix, 'root'), 0o700)
+        self._lock = None
+
+    def close(self):
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def _host(self, module):
+        from ansible_collections.kernelops.livepatch.plugins.module_utils import _runner  # pylint: disable=import-outside-toplevel
+        from ansible_collections.kernelops.livepatch.plugins.module_utils._host import HostLock, Journal  # pylint: disable=import-outside-toplevel
+        from ansible_collections.kernelops.livepatch.plugins.module_utils._kofile import FileTrust  # pylint: disable=import-outside-toplevel
+        # Test-only seam: the mirror lies under the sticky, world-writable /tmp; below it the
+        # file trust rules apply as on the guest.
+        return _runner.Host(kernel=self.model,
+                            lock=HostLock(os.path.join(self.base, 'lock'), module.params['lock_timeout'], self.model.clock),
+                            journal=Journal(os.path.join(self.base, 'kernel', 'run', 'kernelops-livepatch')),
+                            is_root=True, trust=FileTrust(trusted_dirs=(self.prefix,)))
+
+    def _guest_paths(self, value):
+        if isinstance(value, dict):
+            return dict((key, self._guest_paths(item)) for key, item in value.items())
+        if isinstance(value, list):
+            return [self._guest_paths(item) for item in value]
+        if isinstance(value, str) and value.startswith('/'):
+            return self.prefix + value
+        return value
+
+    def run(self, module, args=None, check=False, timeout=600):  # pylint: disable=unused-argument
+        """``module.main()`` with ``args``, the way ansible would run it on the guest; the result dict."""
+        import importlib  # pylint: disable=import-outside-toplevel
+        from ansible.module_utils.testing import patch_module_args  # pylint: disable=import-outside-toplevel
+        from ansible_collections.kernelops.livepatch.plugins.module_utils import _runner  # pylint: disable=import-outside-toplevel
+        code = importlib.import_module('ansible_collections.kernelops.livepatch.plugins.modules.' + module)
+        args = dict(self._guest_paths(args or {}), _ansible_check_mode=check)
+        if module == 'livepatch_info':
+            args.setdefault('root', self.model.root)
+        out = io.StringIO()
+        saved = _runner.real_host
+        _runner.real_host = self._host
+        try:
+            with patch_module_args(args), contextlib.redirect_stdout(out):
+                try:
+                    code.main()
+                    status = 0
+                except SystemExit as exc:
+                    status = exc.code
+        finally:
+            _runner.real_host = saved
+        result = json.loads(out.getvalue())
+        result['failed'] = status != 0
+        return result
+
+    def live(self):
+        return self.model.live_names()
+
+    def loaded(self):
+        return sorted(module.name for module in self.model.modules if module.livepatch)
+
+    def shell(self, script):
+        """The same setup script, run here with the mirror's root for ``{g}`` (as root, like the guest's)."""
+        return subprocess.run(['sh', '-ec', script.replace('{g}', self.prefix)], check=True,
+                              stdout=subprocess.PIPE, text=True).stdout
+
+    def put(self, path, data):
+        os.makedirs(os.path.dirname(self.prefix + path), mode=0o755, exist_ok=True)
+        with open(self.prefix + path, 'wb') as handle:
+            handle.write(data)
+
+    def settle(self):
+        self.model.clock.sleep(0.01)
+        self.model.tick()
+
+    def insmod(self, name):
+        rc, _out, err = self.model.insmod('%s%s/%s.ko' % (self.prefix, self.patch_dir, name))
+        assert rc == 0, err
+        self.settle()
+
+    def block(self):
+        self.model.insmod('%s%s/lab_busy.ko' % (self.prefix, self.patch_dir))
+        self.model.blocked = True
+
+    def hold_lock(self):
+        import fcntl  # pylint: disable=import-outside-toplevel
+        self._lock = open(os.path.join(self.base, 'lock'), 'a')  # pylint: disable=consider-using-with
+        fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def free_lock(self):
+        self._lock.close()
+
+
+def on_kernel_and_model(lab, vm, scenario):
+    """Run ``scenario(target)`` on the guest, then the same on the model; compare results and the
+    stack after. ``scenario`` returns the module results it got, in order; its own assertions
+    hold on both (the guest's first: the kernel is the ground truth)."""
+    guest, model = Guest(vm), Model(lab, vm)
+    try:
+        real = scenario(guest)
+        try:
+            modeled = scenario(model)
+        except AssertionError as exc:
+            raise AssertionError('%s: the kernel passed %s, the model did not: %s' % (
+                vm.kernel, scenario.__name__, exc)) from exc
+        same(vm.kernel, real, modeled, scenario.__name__)
+        assert (model.live(), model.loaded()) == (guest.live(), guest.loaded()), (
+            '%s: %s: stack after on the model %s, on the kernel %s' % (
+                vm.kernel, scenario.__name__, (model.live(), model.loaded()), (guest.live(), guest.loaded())))
+        return real, modeled
+    finally:
+        model.close()
+
+
+def summary(result):
+    """What the guest and the model must agree on in a module's result."""
+    detail = result.get('error_detail') or {}
+    rollback = result.get('rollback') or {}
+    return {
+        'failed': bool(result.get('failed')),
+        'changed': result.get('changed'),
+        'rule': result.get('rule'),
+        'patches': result.get('patches'),
+        'errno': detail.get('errno'),
+        'plan': [(step['action'], step['patch']) for step in result.get('plan') or []],
+        'steps': [(step['action'], step['patch'], step['outcome'], step.get('retires'))
+                  for step in result.get('steps') or []],
+        'stack': [(entry['name'], entry.get('build_id')) for entry in result.get('stack') or []],
+        'stack_after': result.get('stack_after'),
+        'rollback': (rollback.get('attempted'), rollback.get('succeeded'), rollback.get('as_before')) if rollback
+        else None,
+    }
+
+
+def same(kernel, real, modeled, what):
+    """The model said and did what the kernel did: results (``summary``) and the stack after."""
+    assert len(real) == len(modeled), '%s: %s: %d results on the kernel, %d on the model' % (
+        kernel, what, len(real), len(modeled))
+    for number, (one, other) in enumerate(zip(real, modeled), 1):
+        mine, theirs = summary(one), summary(other)
+        differ = dict((key, (mine[key], theirs[key])) for key in mine if mine[key] != theirs[key])
+        assert not differ, '%s: %s, run %d: kernel vs model differ in %s' % (kernel, what, number, differ)

@@ -40,6 +40,7 @@ from ansible_collections.kernelops.livepatch.plugins.module_utils._observe impor
 )
 
 LIVEPATCH = 'sys/kernel/livepatch'
+SIGNATURE_MARKER = b'~Module signature appended~\n'
 
 RELEASES = {
     '4.9': '4.9.0-19-amd64',
@@ -142,8 +143,13 @@ def model_image(path):
 class KernelModel:
     """One simulated kernel. ``version``: '4.9', '4.19', '6.1', '6.12' or '7.2'."""
 
-    def __init__(self, root, version='6.12', duration=0.0015, free_lag=0.0005):
+    def __init__(self, root, version='6.12', duration=0.0015, free_lag=0.0005, behaviour=None):
         self.root = root
+        # name -> modinfo entries that say what a module does beyond its bytes' modinfo (the real
+        # kernel reads replace, states, callbacks from the klp_patch the module registers); the
+        # lab's table is in tests/integration/drive.py
+        self.behaviour = dict(behaviour or {})
+        self.sig_enforce = False   # module.sig_enforce=1 on the command line: unsigned modules are refused
         self.clock = ModelClock()
         self.version = version
         self.release = RELEASES[version]
@@ -344,7 +350,15 @@ class KernelModel:
         """finit_module on ``image.data``: the model looks at the bytes only, never at the path."""
         self.tick()
         cursor = len(self.kmsg)
-        error = self._load(model_info(bytes(image.data)))
+        data = bytes(image.data)
+        info = model_info(data)
+        info.modinfo = dict(info.modinfo, **self.behaviour.get(info.name, {}))
+        if self.sig_enforce and not data.endswith(SIGNATURE_MARKER):
+            # kernel/module/signing.c (6.x): an unsigned module under sig_enforce is EKEYREJECTED
+            self.kmsg.append('Loading of unsigned module is rejected')
+            return LoadResult(errno='EKEYREJECTED', message=os.strerror(errno.EKEYREJECTED),
+                              kernel_messages=tuple(self.kmsg[cursor:]))
+        error = self._load(info)
         messages = tuple(self.kmsg[cursor:])
         return LoadResult(errno=error, message=os.strerror(getattr(errno, error)) if error else '',
                           kernel_messages=messages)
@@ -501,6 +515,7 @@ class KernelModel:
         os.makedirs(base)
         _write(self.path('proc', 'sys', 'kernel', 'osrelease'), self.release)
         _write(self.path('proc', 'sys', 'kernel', 'tainted'), str(self.tainted))
+        _write(self.path('sys', 'module', 'module', 'parameters', 'sig_enforce'), 'Y' if self.sig_enforce else 'N')
         order = {}
         for position, patch in enumerate(self.klp, 1):
             order[patch.name] = position
@@ -553,7 +568,7 @@ class KernelModel:
             tuple(sorted(self.lingering)),
             tuple((m.name, m.refcnt) for m in self.modules),
             self.transition[:2] if self.transition else None,
-            self.blocked, self.tainted,
+            self.blocked, self.tainted, self.sig_enforce,
         )
 
 
