@@ -28,7 +28,6 @@ import argparse
 import collections
 import glob
 import gzip
-import io
 import json
 import lzma
 import os
@@ -89,20 +88,10 @@ def random_ops(rng, size):
 def elftools_view(data):
     """(name, build ID) read by pyelftools, or None when pyelftools cannot read it."""
     try:
-        from elftools.elf.elffile import ELFFile
-        elf = ELFFile(io.BytesIO(data))
-        modinfo = elf.get_section_by_name('.modinfo').data()
-        name = dict(item.split(b'=', 1) for item in modinfo.split(b'\x00') if b'=' in item).get(b'name')
-        build_id = None
-        section = elf.get_section_by_name('.note.gnu.build-id')
-        if section is not None:
-            for note in section.iter_notes():
-                if note['n_type'] == 'NT_GNU_BUILD_ID':
-                    build_id = note['n_desc']
-                    break
-        return (name.decode().replace('-', '_') if name else None), build_id
+        name, _vermagic, build_id = kofactory.elftools_view(data)
     except Exception:  # pylint: disable=broad-except
         return None
+    return name, build_id
 
 
 def fuzz(count, seed, directory):

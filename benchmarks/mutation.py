@@ -3,57 +3,69 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Benchmark-style run (not a test): mutation testing of the planner with mutmut; prints the score.
+"""Benchmark-style run (not a test): mutation testing of the planner and the executor with mutmut; prints the score.
 
 mutmut changes one thing at a time in the code under test (an operator, a constant, a condition,
 a returned value) and runs the unit tests that cover it; a mutant the tests do not notice
-*survives*. The score is killed / (killed + survived + timed out). It runs on a copy of the
-checkout (mutmut edits files in place), so the checkout is never touched.
+*survives*. The score is killed / (killed + survived + timed out).
 
-By default mutmut's own operators make each mutant and the fast tests run on it in this process
+By default mutmut's own operators make each mutant and the tests run on it in this process
 (mutmut's ``run`` starts a new process per mutant, which on a loaded machine costs more than the
-tests); ``--subprocess`` uses ``mutmut run`` itself.
+tests); ``--subprocess`` uses ``mutmut run`` itself, on a copy of the checkout (mutmut edits
+files in place), so the checkout is never touched either way.
 
 mutmut is a test tool, not a dependency of the collection: install the pinned version into the
 venv first (it is not in tests/requirements-dev.txt, whose constraints are locked per Python)::
 
-    .venv/bin/python -m pip install mutmut==2.5.1
+    .venv/bin/python -m pip install -r benchmarks/requirements.txt
 
 Usage (CPU-heavy: low priority, one process)::
 
     nice -n 19 .venv/bin/python benchmarks/mutation.py [--paths FILE ...] [--tests TEST ...]
-        [--show-survivors] [--keep DIR]
+        [--deep-tests TEST ...] [--show-survivors] [--keep DIR] [--subprocess]
 
-Defaults: the planner (``_plan.py``, ``_foreign.py``) against the table of ``test_plan.py``
-(run without pytest's start-up: a fraction of a second per mutant); each mutant that survives it is run again against ``--deep-tests``
-(default ``test_plan_properties.py``: plan and execute on the kernel model, a minute per mutant).
-Pass ``--paths plugins/module_utils/_executor.py --tests tests/unit/plugins/module_utils/test_executor.py
---deep-tests ...`` for the executor.
+Defaults: the planner and the executor (``_plan.py``, ``_foreign.py``, ``_executor.py``,
+``_converge.py``) against ``test_plan.py`` (the planner's table), ``test_executor.py``,
+``test_converge.py`` and ``test_act.py`` (the executor on the kernel model), run without
+pytest's start-up; each mutant that survives them runs again against ``--deep-tests`` (default
+``test_plan_properties.py``: random plans executed on the kernel model). At the end the
+pop-one-too-many planner mutant of issue 14 runs against the property tests alone, to show that
+they kill it without the hand-written examples.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import inspect
+import io
 import os
+import pathlib
+import re
 import shlex
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+import types
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MUTMUT_PIN = 'mutmut==2.5.1'
-DEFAULT_PATHS = ['plugins/module_utils/_plan.py', 'plugins/module_utils/_foreign.py']
-DEFAULT_TESTS = ['tests/unit/plugins/module_utils/test_plan.py']
-DEFAULT_DEEP_TESTS = ['tests/unit/plugins/module_utils/test_plan_properties.py']
+REQUIREMENTS = os.path.join('benchmarks', 'requirements.txt')
+PACKAGE = 'ansible_collections.kernelops.livepatch.plugins.module_utils.'
+UNIT = 'tests/unit/plugins/module_utils/'
+DEFAULT_PATHS = ['plugins/module_utils/_plan.py', 'plugins/module_utils/_foreign.py',
+                 'plugins/module_utils/_executor.py', 'plugins/module_utils/_converge.py']
+DEFAULT_TESTS = [UNIT + 'test_plan.py', UNIT + 'test_executor.py', UNIT + 'test_converge.py', UNIT + 'test_act.py']
+DEFAULT_DEEP_TESTS = [UNIT + 'test_plan_properties.py']
 
 
 def mutmut_command():
     mutmut = os.path.join(os.path.dirname(sys.executable), 'mutmut')
     if not os.path.exists(mutmut):
-        sys.exit('mutmut is not installed in this venv: %s -m pip install %s' % (sys.executable, MUTMUT_PIN))
+        sys.exit('mutmut is not installed in this venv: %s -m pip install -r %s' % (sys.executable, REQUIREMENTS))
     return mutmut
 
 
@@ -71,8 +83,9 @@ def copy_checkout(target):
 
 
 class _Raises:
-    def __init__(self, kind):
+    def __init__(self, kind, match=None):
         self.kind = kind
+        self.match = match
         self.value = None
 
     def __enter__(self):
@@ -81,6 +94,8 @@ class _Raises:
     def __exit__(self, kind, value, _traceback):
         if kind is None or not issubclass(kind, self.kind):
             raise AssertionError('did not raise %s' % self.kind.__name__)
+        if self.match is not None and not re.search(self.match, str(value)):
+            raise AssertionError('%r does not match %r' % (str(value), self.match))
         self.value = value
         return True
 
@@ -89,150 +104,293 @@ class _Mark:
     @staticmethod
     def parametrize(names, values, ids=None):  # pylint: disable=unused-argument
         def mark(function):
-            function.parametrized = ([name.strip() for name in names.split(',')], list(values))
+            # stacked decorators: every combination, like pytest
+            function.parametrized = getattr(function, 'parametrized', []) + [
+                ([name.strip() for name in names.split(',')], list(values))]
             return function
         return mark
 
 
-def run_plain_tests(paths):
-    """Run test functions that need no fixtures, in one process and without pytest's start-up cost.
+def _fixture(function=None, scope='function'):
+    def mark(inner):
+        inner.fixture_scope = scope
+        return inner
+    return mark(function) if function is not None else mark
 
-    Mutation testing starts the tests once per mutant; on a shared machine pytest's start-up is
-    most of that. This understands what ``test_plan.py`` uses: ``pytest.raises`` and
-    ``pytest.mark.parametrize``. Exit status 1 at the first failure, like ``pytest -x``.
-    """
-    stub = type(sys)('pytest')
+
+class _MonkeyPatch:
+    def __init__(self):
+        self.undo = []
+
+    def setattr(self, target, name, value):
+        self.undo.append((target, name, getattr(target, name)))
+        setattr(target, name, value)
+
+    def close(self):
+        for target, name, value in reversed(self.undo):
+            setattr(target, name, value)
+
+
+class _Capsys:
+    def __init__(self, stack):
+        self.out, self.err = io.StringIO(), io.StringIO()
+        stack.enter_context(contextlib.redirect_stdout(self.out))
+        stack.enter_context(contextlib.redirect_stderr(self.err))
+
+    def readouterr(self):
+        result = types.SimpleNamespace(out=self.out.getvalue(), err=self.err.getvalue())
+        for stream in (self.out, self.err):
+            stream.seek(0)
+            stream.truncate()
+        return result
+
+
+def test_harness():
+    """Make the test files importable and runnable without pytest: a ``pytest`` that knows what
+    our unit tests use (``raises``, ``mark.parametrize``, ``fixture``), the test directories and
+    the collection on ``sys.path``, hypothesis without its example database (same examples
+    every run)."""
+    stub = types.ModuleType('pytest')
     stub.raises = _Raises
     stub.mark = _Mark
+    stub.fixture = _fixture
     sys.modules['pytest'] = stub
     sys.path[:0] = [os.path.join(ROOT, 'tests'), os.path.join(ROOT, 'tests', 'unit')]
     from collection_tree import collection_tree, importable  # pylint: disable=import-outside-toplevel
     if not importable():
         sys.path.insert(0, collection_tree())
+    from hypothesis import settings  # pylint: disable=import-outside-toplevel
+    settings.register_profile('mutation', database=None, derandomize=True)
+    settings.load_profile('mutation')
+
+
+def _fixture_value(module, name, stack, shared):
+    """``tmp_path``, ``monkeypatch``, ``capsys`` or a fixture of the test module. Module-scoped
+    fixtures are made once per run (``shared``): ours build test files that no mutant changes."""
+    if name == 'tmp_path':
+        directory = tempfile.mkdtemp(prefix='mutation-')
+        stack.callback(shutil.rmtree, directory, True)
+        return pathlib.Path(directory)
+    if name == 'monkeypatch':
+        patcher = _MonkeyPatch()
+        stack.callback(patcher.close)
+        return patcher
+    if name == 'capsys':
+        return _Capsys(stack)
+    function = getattr(module, name)
+    key = (module.__name__, name)
+    if function.fixture_scope == 'module' and key in shared:
+        return shared[key]
+    value = function(**dict((arg, _fixture_value(module, arg, stack, shared))
+                            for arg in inspect.signature(function).parameters))
+    if inspect.isgenerator(value):
+        generator, value = value, next(value)
+        if function.fixture_scope != 'module':
+            stack.callback(next, generator, None)
+    if function.fixture_scope == 'module':
+        shared[key] = value
+    return value
+
+
+def _test_calls(module):
+    """(test function, parameter values) for every test of ``module``, parametrizations expanded."""
+    for name, function in sorted(vars(module).items()):
+        if not name.startswith('test_') or not callable(function):
+            continue
+        combos = [{}]
+        for names, values in getattr(function, 'parametrized', []):
+            combos = [dict(combo, **dict(zip(names, value if len(names) > 1 else (value,))))
+                      for combo in combos for value in values]
+        for combo in combos:
+            yield function, combo
+
+
+def run_test_file(path, shared):
+    """Import the test file afresh and run every test in it; the first failure raises."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(os.path.join(ROOT, path))))
+    name = os.path.splitext(os.path.basename(path))[0]
+    sys.modules.pop(name, None)
+    module = __import__(name)
     count = 0
-    for path in paths:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
-        module = __import__(os.path.splitext(os.path.basename(path))[0])
-        for name, function in sorted(vars(module).items()):
-            if not name.startswith('test_') or not callable(function):
-                continue
-            names, values = getattr(function, 'parametrized', ([], [()]))
-            for value in values:
-                function(*(value if len(names) > 1 else (value,) if names else ()))
-                count += 1
+    for function, values in _test_calls(module):
+        with contextlib.ExitStack() as stack:
+            function(**dict((arg, values[arg] if arg in values else _fixture_value(module, arg, stack, shared))
+                            for arg in inspect.signature(function).parameters))
+        count += 1
+    return count
+
+
+def run_plain_tests(paths):
+    """Run the tests of ``paths`` in this process, without pytest's start-up (the runner mutmut
+    starts per mutant with --subprocess). Exit status 1 at the first failure, like ``pytest -x``."""
+    test_harness()
+    shared = {}
+    count = sum(run_test_file(path, shared) for path in paths)
     print('%d tests passed' % count)
     return 0
-
-
-def _plain_test_functions(module):
-    for name, function in sorted(vars(module).items()):
-        if name.startswith('test_') and callable(function):
-            names, values = getattr(function, 'parametrized', ([], [()]))
-            for value in values:
-                yield function, (value if len(names) > 1 else (value,) if names else ())
 
 
 class _Timeout(Exception):
     pass
 
 
-def in_process(paths, tests, show_survivors):
-    """Generate every mutant with mutmut's own operators and run the plain tests on it, in this process.
+_IMPORT = re.compile(r'^\s*from\s+ansible_collections\.kernelops\.livepatch\.plugins\.module_utils(?:\.(\w+))?'
+                     r'\s+import\s+(\([^)]*\)|[^\n]*)', re.M)
 
-    One process instead of one per mutant: on a loaded machine, start-up is most of the cost.
-    A mutant is loaded as the module itself (and the modules under test that import it are loaded
-    again on top of it); the test modules are imported afresh for each mutant.
+
+def _imported(text):
+    """Short names of the collection's module_utils a source file imports."""
+    for module, names in _IMPORT.findall(text):
+        if module:
+            yield module
+        else:
+            for name in names.strip('()').split(','):
+                yield name.split(' as ')[0].strip()
+
+
+class Mutants:
+    """The modules under test, loaded as they are or with one mutant, in this process.
+
+    A mutant is loaded as the module itself, and the modules not under test that import one under
+    test (the runner, the modules) are loaded again on top of it.
     """
-    import difflib  # pylint: disable=import-outside-toplevel
-    import signal  # pylint: disable=import-outside-toplevel
-    import types  # pylint: disable=import-outside-toplevel
-    import mutmut  # pylint: disable=import-outside-toplevel
-    stub = type(sys)('pytest')
-    stub.raises = _Raises
-    stub.mark = _Mark
-    sys.modules['pytest'] = stub
-    sys.path[:0] = [os.path.join(ROOT, 'tests'), os.path.join(ROOT, 'tests', 'unit')]
-    from collection_tree import collection_tree, importable  # pylint: disable=import-outside-toplevel
-    if not importable():
-        sys.path.insert(0, collection_tree())
-    package = 'ansible_collections.kernelops.livepatch.plugins.module_utils.'
-    names = dict((path, package + os.path.splitext(os.path.basename(path))[0]) for path in paths)
-    sources = {}
-    for path in paths:
-        with open(os.path.join(ROOT, path)) as handle:
-            sources[path] = handle.read()
 
-    def load(path, source):
-        module = types.ModuleType(names[path])
-        module.__file__ = os.path.join(ROOT, path)
-        sys.modules[names[path]] = module
-        exec(compile(source, module.__file__, 'exec'), module.__dict__)  # pylint: disable=exec-used
+    def __init__(self, paths):
+        self.paths = paths
+        self.names = dict((path, PACKAGE + os.path.splitext(os.path.basename(path))[0]) for path in paths)
+        self.sources = {}
+        for path in paths:
+            with open(os.path.join(ROOT, path)) as handle:
+                self.sources[path] = handle.read()
 
-    def load_all(mutated_path=None, mutated_source=None):
-        # dependencies first: a module that names another module under test is loaded after it
-        def imports(path):
-            return sum(names[other].rsplit('.', 1)[1] in sources[path] for other in paths if other != path)
-        order = sorted(paths, key=imports)
-        for path in order:
-            load(path, mutated_source if path == mutated_path else sources[path])
-        # modules not under test that import one under test (the planner imports _foreign) load again
-        short = [names[path].rsplit('.', 1)[1] for path in paths]
-        for name, module in sorted(sys.modules.items()):
+    def _load(self, name, filename, source):
+        module = types.ModuleType(name)
+        module.__file__ = filename
+        sys.modules[name] = module
+        exec(compile(source, filename, 'exec'), module.__dict__)  # pylint: disable=exec-used
+
+    def load(self, mutated_path=None, mutated_source=None):
+        """Load the modules under test (one of them mutated) and every module of the collection
+        that imports one of them, each after the modules it imports."""
+        texts = dict((self.names[path], (os.path.join(ROOT, path), self.sources[path])) for path in self.paths)
+        if mutated_path is not None:
+            texts[self.names[mutated_path]] = (os.path.join(ROOT, mutated_path), mutated_source)
+        for name, module in list(sys.modules.items()):
             filename = getattr(module, '__file__', None) or ''
-            if name.startswith(package) and name not in names.values() and filename.endswith('.py'):
+            if name.startswith(PACKAGE) and name not in texts and filename.endswith('.py'):
                 with open(filename) as handle:
-                    text = handle.read()
-                if any(word in text for word in short):
-                    relative = os.path.relpath(filename, ROOT)
-                    names[relative], sources[relative] = name, text
-                    load(relative, text)
-                    del names[relative], sources[relative]
+                    texts[name] = (filename, handle.read())
+        imports = dict((name, set(PACKAGE + short for short in _imported(text)) & set(texts))
+                       for name, (_filename, text) in texts.items())
+        affected = set(self.names.values())
+        while True:
+            more = set(name for name, used in imports.items() if used & affected) - affected
+            if not more:
+                break
+            affected |= more
+        done = set()
+        while affected - done:
+            for name in sorted(affected - done):
+                if not (imports[name] & affected) - done:
+                    self._load(name, *texts[name])
+                    done.add(name)
 
-    def run_tests():
-        for test in tests:
-            sys.path.insert(0, os.path.dirname(os.path.abspath(os.path.join(ROOT, test))))
-            name = os.path.splitext(os.path.basename(test))[0]
-            sys.modules.pop(name, None)
-            module = __import__(name)
-            for function, arguments in _plain_test_functions(module):
-                function(*arguments)
+    def each(self, mutmut):
+        """(path, line, mutated source) of every mutant mutmut's operators make."""
+        for path in self.paths:
+            for mutation_id in mutmut.list_mutations(mutmut.Context(source=self.sources[path], filename=path)):
+                mutated, _count = mutmut.mutate(mutmut.Context(source=self.sources[path], mutation_id=mutation_id,
+                                                               filename=path))
+                yield path, mutation_id.line_number + 1, mutated
 
+
+def killed_by(tests, shared, seconds=60):
+    """The first test file whose tests fail on the code as loaded now, 'timeout', or None."""
     def alarm(_signum, _frame):
         raise _Timeout()
     signal.signal(signal.SIGALRM, alarm)
-    load_all()
-    run_tests()  # the tests must pass on the code as it is
+    signal.alarm(seconds)
+    try:
+        for test in tests:
+            with open(os.devnull, 'w') as sink, contextlib.redirect_stdout(sink):
+                run_test_file(test, shared)
+        return None
+    except _Timeout:
+        return 'timeout'
+    except Exception:  # pylint: disable=broad-except
+        return test  # any failure or exception: the tests noticed
+    finally:
+        signal.alarm(0)
+
+
+# The mutant of issue 14: the planner keeps one patch fewer of the common bottom (pops one too many).
+POP_ONE_TOO_MANY = ('plugins/module_utils/_plan.py', '    return kept, uncertain\n',
+                    '    return max(kept - 1, 0), uncertain\n')
+
+
+def pop_one_too_many(mutants, property_tests, shared):
+    """Show that the property tests alone (no hand-written example) kill the pop-one-too-many mutant."""
+    path, before, after = POP_ONE_TOO_MANY
+    if path not in mutants.sources or mutants.sources[path].count(before) != 1:
+        print('pop-one-too-many mutant: %s has no single %r to change' % (path, before.strip()))
+        return False
+    mutants.load(path, mutants.sources[path].replace(before, after))
+    verdict = killed_by(property_tests, shared, seconds=600)
+    mutants.load()
+    print('pop-one-too-many mutant (%s: %s -> %s) against %s alone: %s' % (
+        path, before.strip(), after.strip(), ' '.join(property_tests),
+        'killed by %s' % verdict if verdict not in (None, 'timeout') else 'NOT KILLED (%s)' % verdict))
+    return verdict not in (None, 'timeout')
+
+
+def in_process(paths, tests, deep_tests, show_survivors):
+    """Make every mutant with mutmut's own operators and run the tests on it, in this process.
+
+    One process instead of one per mutant: on a loaded machine, start-up is most of the cost.
+    ``tests`` run on every mutant (stopping at the first file that fails); ``deep_tests`` only on
+    the mutants that survive them.
+    """
+    import difflib  # pylint: disable=import-outside-toplevel
+    import mutmut  # pylint: disable=import-outside-toplevel
+    test_harness()
+    mutants = Mutants(paths)
+    shared = {}
+    mutants.load()
+    for test in tests + deep_tests:  # the tests must pass on the code as it is
+        print('%s: %d tests pass on the code as it is' % (test, run_test_file(test, shared)))
     counts = {'killed': 0, 'survived': 0, 'timeout': 0}
+    by_file = {}
     survivors = []
     start = time.monotonic()
-    for path in paths:
-        for mutation_id in mutmut.list_mutations(mutmut.Context(source=sources[path], filename=path)):
-            mutated, _count = mutmut.mutate(mutmut.Context(source=sources[path], mutation_id=mutation_id,
-                                                           filename=path))
-            signal.alarm(30)
-            try:
-                load_all(path, mutated)
-                run_tests()
-                counts['survived'] += 1
-                survivors.append((path, mutation_id.line_number + 1, mutated))
-            except _Timeout:
-                counts['timeout'] += 1
-            except Exception:  # pylint: disable=broad-except
-                counts['killed'] += 1  # any failure or exception: the tests noticed
-            finally:
-                signal.alarm(0)
-    load_all()
+    for path, line, mutated in mutants.each(mutmut):
+        mutants.load(path, mutated)
+        verdict = killed_by(tests, shared)
+        if verdict is None and deep_tests:
+            verdict = killed_by(deep_tests, shared, seconds=600)
+        if verdict == 'timeout':
+            counts['timeout'] += 1
+            survivors.append((path, line, mutated, 'timed out'))
+        elif verdict is None:
+            counts['survived'] += 1
+            survivors.append((path, line, mutated, 'survived'))
+        else:
+            counts['killed'] += 1
+            by_file[verdict] = by_file.get(verdict, 0) + 1
+    mutants.load()
     total = sum(counts.values())
     print('mutants: %d; killed %d, survived %d, timed out %d (%.0f s)' % (
         total, counts['killed'], counts['survived'], counts['timeout'], time.monotonic() - start))
+    print('killed first by: %s' % ', '.join('%s %d' % item for item in sorted(by_file.items())))
     score = 100.0 * counts['killed'] / total if total else 0.0
-    print('score: %.1f%% killed (%d of %d)' % (score, counts['killed'], total))
-    for path, line, mutated in survivors:
-        print('survived: %s:%d' % (path, line))
+    print('score: %.1f%% killed (%d of %d) over %s' % (score, counts['killed'], total, ' '.join(paths)))
+    for path, line, mutated, status in survivors:
+        print('%s: %s:%d' % (status, path, line))
         if show_survivors:
-            diff = difflib.unified_diff(sources[path].splitlines(), mutated.splitlines(), lineterm='', n=0)
+            diff = difflib.unified_diff(mutants.sources[path].splitlines(), mutated.splitlines(), lineterm='', n=0)
             print('    ' + '\n    '.join(text for text in diff if text[:1] in '-+' and text[:3] not in ('---', '+++')))
-    return 0 if not counts['survived'] and not counts['timeout'] else 2
+    shown = pop_one_too_many(mutants, [test for test in tests + deep_tests if 'properties' in test] or deep_tests,
+                             shared)
+    return 0 if not counts['survived'] and not counts['timeout'] and shown else 2
 
 
 def mutmut_run(mutmut, paths, tests, mutant_id=None, plain=False):
@@ -276,7 +434,7 @@ def main(argv=None):
         return run_plain_tests(args.run_plain_tests)
     mutmut = mutmut_command()
     if not args.subprocess:
-        return in_process(args.paths, args.tests, args.show_survivors)
+        return in_process(args.paths, args.tests, args.deep_tests, args.show_survivors)
     workdir = args.keep or tempfile.mkdtemp(prefix='kernelops-mutation-')
     os.makedirs(workdir, exist_ok=True)
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE='1', PYTHONPATH='')

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import lzma
 import struct
 import zlib
@@ -191,3 +192,22 @@ def mutate(data, ops):
             if offset + width <= len(data):
                 data[offset:offset + width] = value.to_bytes(width, 'little')
     return bytes(data)
+
+
+def elftools_view(data):
+    """(name, vermagic, build ID) of an ELF image read by pyelftools, a reader independent of ours
+    (a test library, imported here only). Name and vermagic are None when ``.modinfo`` lacks them,
+    the build ID is the first GNU build-ID note's; a malformed image raises what pyelftools raises."""
+    from elftools.elf.elffile import ELFFile  # pylint: disable=import-outside-toplevel
+    elf = ELFFile(io.BytesIO(data))
+    section = elf.get_section_by_name('.modinfo')
+    modinfo = dict(item.split(b'=', 1) for item in (section.data() if section is not None else b'').split(b'\x00')
+                   if b'=' in item)
+    build_id = None
+    notes = elf.get_section_by_name('.note.gnu.build-id')
+    for note in notes.iter_notes() if notes is not None else ():
+        if note['n_type'] == 'NT_GNU_BUILD_ID':
+            build_id = note['n_desc']
+            break
+    name, vermagic = modinfo.get(b'name'), modinfo.get(b'vermagic')
+    return (name.decode().replace('-', '_') if name else None), (vermagic.decode() if vermagic else None), build_id

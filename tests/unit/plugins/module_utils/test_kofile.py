@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import glob
 import gzip
-import io
 import os
 import socket
 import stat
@@ -23,7 +22,6 @@ import sys
 import threading
 
 import pytest
-from elftools.elf.elffile import ELFFile
 
 from ansible_collections.kernelops.livepatch.plugins.module_utils._kofile import (
     FileTrust, KoFileError, ModuleImage, module_name_from_path, normalise_name, open_module, parse_build_id_note,
@@ -31,7 +29,7 @@ from ansible_collections.kernelops.livepatch.plugins.module_utils._kofile import
 )
 
 import kofactory
-from kofactory import build_id_note, ko_bytes, make_ko, xz_bomb
+from kofactory import build_id_note, elftools_view, ko_bytes, make_ko, xz_bomb
 
 IS_ROOT = os.geteuid() == 0
 NOBODY = 65534
@@ -49,20 +47,6 @@ def write(path, data, mode=0o644):
         handle.write(data)
     os.chmod(str(path), mode)
     return str(path)
-
-
-def elftools_view(data):
-    """(name, vermagic, build ID) of an ELF image, read by pyelftools."""
-    elf = ELFFile(io.BytesIO(data))
-    modinfo = dict(item.split(b'=', 1) for item in elf.get_section_by_name('.modinfo').data().split(b'\x00')
-                   if b'=' in item)
-    build_id = None
-    section = elf.get_section_by_name('.note.gnu.build-id')
-    if section is not None:
-        for note in section.iter_notes():
-            if note['n_type'] == 'NT_GNU_BUILD_ID':
-                build_id = note['n_desc']
-    return modinfo[b'name'].decode().replace('-', '_'), modinfo[b'vermagic'].decode(), build_id
 
 
 # --- valid modules ------------------------------------------------------------------------------

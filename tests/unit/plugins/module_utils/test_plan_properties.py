@@ -24,6 +24,7 @@ import tempfile
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from ansible_collections.kernelops.livepatch.plugins.module_utils import _plan
 from ansible_collections.kernelops.livepatch.plugins.module_utils._errors import LivepatchError
 from ansible_collections.kernelops.livepatch.plugins.module_utils._executor import Executor
 from ansible_collections.kernelops.livepatch.plugins.module_utils._kofile import read_kofile
@@ -239,6 +240,21 @@ def test_the_oracle_can_fail(kofiles):
     assert expected_outcome('4.9', [('a', 'v1')], [], [('b', 'v1')], None, 'pop')[1] == 'no_unload'
     assert check_case(kofiles, '6.12', [('a', 'v1'), ('b', 'v1')], [('a', 'v1'), ('c', 'v1')]) == 'executed'
     assert check_case(kofiles, '7.2', [('e', 'v1')], [('a', 'v1')], ours=[], policy='refuse') == 'refused:foreign_patch'
+
+
+def test_the_properties_fail_on_a_planner_that_pops_one_too_many(kofiles, monkeypatch):
+    """Issue 14: the mutant that keeps one patch fewer of the common bottom breaks the property
+    "only the divergent suffix is popped", computed from the inputs (benchmarks/mutation.py shows
+    the same with the mutant made in the source)."""
+    common_prefix = _plan._common_prefix  # pylint: disable=protected-access
+
+    def one_too_many(live, wanted):
+        kept, uncertain = common_prefix(live, wanted)
+        return max(kept - 1, 0), uncertain
+    monkeypatch.setattr(_plan, '_common_prefix', one_too_many)
+    for version in ERAS:
+        with pytest.raises(AssertionError, match='touches kept|kept a'):
+            check_case(kofiles, version, [('a', 'v1'), ('b', 'v1')], [('a', 'v1'), ('b', 'v1'), ('c', 'v2')])
 
 
 @settings(max_examples=20, deadline=None)
