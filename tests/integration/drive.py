@@ -167,8 +167,16 @@ rm -f /run/kernelops-livepatch/journal.json
     assert loaded_livepatch_modules(vm) == []
 
 
-def patch(vm, name):
-    return {'path': '%s/%s.ko' % (vm.patch_dir, name)}
+def patch(target, name):
+    """The module argument for the lab patch ``name`` (a guest, ``Guest`` or ``Model``: all have ``patch_dir``)."""
+    return {'path': '%s/%s.ko' % (target.patch_dir, name)}
+
+
+def stack(target, names, **extra):
+    """``livepatch_stack`` arguments: lab patch names or entries, bottom first, and other options."""
+    args = {'stack': [patch(target, name) if isinstance(name, str) else name for name in names]}
+    args.update(extra)
+    return args
 
 
 def dmesg_mark(vm, text):

@@ -19,23 +19,13 @@ import time
 
 import pytest
 
-from drive import SYSFS, loop_until, on_kernel_and_model, reset, run_module, sh
+from drive import SYSFS, loop_until, on_kernel_and_model, patch, reset, run_module, sh, stack
 
 
 @pytest.fixture
 def vm(lab_vm):
     reset(lab_vm)
     return lab_vm
-
-
-def patch(target, name):
-    return {'path': '%s/%s.ko' % (target.patch_dir, name)}
-
-
-def stack(target, names, **extra):
-    args = {'stack': [patch(target, name) if isinstance(name, str) else name for name in names]}
-    args.update(extra)
-    return args
 
 
 def actions(steps):
@@ -216,8 +206,7 @@ def test_two_runs_are_serialised_by_the_host_lock(lab, vm):
     results = {}
 
     def converge_in_thread(key, names):
-        results[key] = run_module(vm, 'livepatch_stack', {'stack': [{'path': '%s/%s.ko' % (vm.patch_dir, name)}
-                                                                    for name in names]})
+        results[key] = run_module(vm, 'livepatch_stack', stack(vm, names))
     threads = [threading.Thread(target=converge_in_thread, args=(key, names))
                for key, names in (('one', ['lab_a']), ('two', ['lab_a', 'lab_b']))]
     for thread in threads:

@@ -28,7 +28,7 @@ import time
 
 import pytest
 
-from drive import live_patches, loaded_livepatch_modules, on_kernel_and_model, reset, sh
+from drive import live_patches, loaded_livepatch_modules, on_kernel_and_model, patch, reset, sh, stack
 
 TRUST_DIR = '/root/klp-trust'   # root-owned, 0755, below /root (0700): a directory the collection must accept
 NOTE = 'notes/.note.gnu.build-id'
@@ -46,16 +46,6 @@ def vm(lab_vm):
     start = time.monotonic()
     yield lab_vm
     print('%s: %.1f s' % (lab_vm.kernel, time.monotonic() - start))
-
-
-def patch(target, name):
-    return {'path': '%s/%s.ko' % (target.patch_dir, name)}
-
-
-def stack(target, names, **extra):
-    args = {'stack': [patch(target, name) if isinstance(name, str) else name for name in names]}
-    args.update(extra)
-    return args
 
 
 def note_blob(vm, name):
