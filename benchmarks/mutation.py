@@ -168,7 +168,9 @@ def _fixture_value(module, name, stack, shared):
     """``tmp_path``, ``monkeypatch``, ``capsys`` or a fixture of the test module. Module-scoped
     fixtures are made once per run (``shared``): ours build test files that no mutant changes."""
     if name == 'tmp_path':
-        directory = tempfile.mkdtemp(prefix='mutation-')
+        # in memory where possible: the kernel model renders its sysfs tree on every change
+        shm = '/dev/shm' if os.access('/dev/shm', os.W_OK) else None
+        directory = tempfile.mkdtemp(prefix='mutation-', dir=shm)
         stack.callback(shutil.rmtree, directory, True)
         return pathlib.Path(directory)
     if name == 'monkeypatch':
@@ -362,7 +364,10 @@ def in_process(paths, tests, deep_tests, show_survivors):
     by_file = {}
     survivors = []
     start = time.monotonic()
-    for path, line, mutated in mutants.each(mutmut):
+    for number, (path, line, mutated) in enumerate(mutants.each(mutmut), 1):
+        if number % 25 == 0:
+            print('  %d mutants, %d killed, %.0f s' % (number - 1, counts['killed'], time.monotonic() - start))
+            sys.stdout.flush()
         mutants.load(path, mutated)
         verdict = killed_by(tests, shared)
         if verdict is None and deep_tests:
