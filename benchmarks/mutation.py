@@ -325,6 +325,12 @@ def killed_by(tests, shared, seconds=60):
         signal.alarm(0)
 
 
+def _changed_lines(source, mutated):
+    import difflib  # pylint: disable=import-outside-toplevel
+    diff = difflib.unified_diff(source.splitlines(), mutated.splitlines(), lineterm='', n=0)
+    return [text for text in diff if text[:1] in '-+' and text[:3] not in ('---', '+++')]
+
+
 # The mutant of issue 14: the planner keeps one patch fewer of the common bottom (pops one too many).
 POP_ONE_TOO_MANY = ('plugins/module_utils/_plan.py', '    return kept, uncertain\n',
                     '    return max(kept - 1, 0), uncertain\n')
@@ -352,7 +358,6 @@ def in_process(paths, tests, deep_tests, show_survivors):
     ``tests`` run on every mutant (stopping at the first file that fails); ``deep_tests`` only on
     the mutants that survive them.
     """
-    import difflib  # pylint: disable=import-outside-toplevel
     import mutmut  # pylint: disable=import-outside-toplevel
     test_harness()
     mutants = Mutants(paths)
@@ -372,12 +377,14 @@ def in_process(paths, tests, deep_tests, show_survivors):
         verdict = killed_by(tests, shared)
         if verdict is None and deep_tests:
             verdict = killed_by(deep_tests, shared, seconds=600)
-        if verdict == 'timeout':
-            counts['timeout'] += 1
-            survivors.append((path, line, mutated, 'timed out'))
-        elif verdict is None:
-            counts['survived'] += 1
-            survivors.append((path, line, mutated, 'survived'))
+        if verdict in ('timeout', None):
+            status = 'timed out' if verdict else 'survived'
+            counts['timeout' if verdict else 'survived'] += 1
+            survivors.append((path, line, mutated, status))
+            # as it happens: a long run can be read before it ends
+            print('  %s: %s:%d %s' % (status, path, line, ' | '.join(_changed_lines(mutants.sources[path], mutated))
+                                      if show_survivors else ''))
+            sys.stdout.flush()
         else:
             counts['killed'] += 1
             by_file[verdict] = by_file.get(verdict, 0) + 1
@@ -391,8 +398,7 @@ def in_process(paths, tests, deep_tests, show_survivors):
     for path, line, mutated, status in survivors:
         print('%s: %s:%d' % (status, path, line))
         if show_survivors:
-            diff = difflib.unified_diff(mutants.sources[path].splitlines(), mutated.splitlines(), lineterm='', n=0)
-            print('    ' + '\n    '.join(text for text in diff if text[:1] in '-+' and text[:3] not in ('---', '+++')))
+            print('    ' + '\n    '.join(_changed_lines(mutants.sources[path], mutated)))
     shown = pop_one_too_many(mutants, [test for test in tests + deep_tests if 'properties' in test] or deep_tests,
                              shared)
     return 0 if not counts['survived'] and not counts['timeout'] and shown else 2
