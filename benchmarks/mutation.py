@@ -25,9 +25,10 @@ Usage (CPU-heavy: low priority, one process)::
         [--deep-tests TEST ...] [--show-survivors] [--keep DIR] [--subprocess]
 
 Defaults: the planner and the executor (``_plan.py``, ``_foreign.py``, ``_executor.py``,
-``_converge.py``) against ``test_plan.py`` (the planner's table), ``test_executor.py``,
-``test_converge.py`` and ``test_act.py`` (the executor on the kernel model), run without
-pytest's start-up; each mutant that survives them runs again against ``--deep-tests`` (default
+``_converge.py``) against ``test_plan.py`` (the planner's table), ``test_executor_reports.py``,
+``test_converge_reports.py``, ``test_executor.py``, ``test_converge.py`` and ``test_act.py`` (the
+executor on the kernel model), run without pytest's start-up; each mutant of the planner
+(``--deep-paths``) that survives them runs again against ``--deep-tests`` (default
 ``test_plan_properties.py``: random plans executed on the kernel model). At the end the
 pop-one-too-many planner mutant of issue 14 runs against the property tests alone, to show that
 they kill it without the hand-written examples.
@@ -58,8 +59,11 @@ PACKAGE = 'ansible_collections.kernelops.livepatch.plugins.module_utils.'
 UNIT = 'tests/unit/plugins/module_utils/'
 DEFAULT_PATHS = ['plugins/module_utils/_plan.py', 'plugins/module_utils/_foreign.py',
                  'plugins/module_utils/_executor.py', 'plugins/module_utils/_converge.py']
-DEFAULT_TESTS = [UNIT + 'test_plan.py', UNIT + 'test_executor.py', UNIT + 'test_converge.py', UNIT + 'test_act.py']
+# fastest first: a mutant is killed by the first file that fails
+DEFAULT_TESTS = [UNIT + 'test_plan.py', UNIT + 'test_executor_reports.py', UNIT + 'test_converge_reports.py',
+                 UNIT + 'test_executor.py', UNIT + 'test_converge.py', UNIT + 'test_act.py']
 DEFAULT_DEEP_TESTS = [UNIT + 'test_plan_properties.py']
+DEFAULT_DEEP_PATHS = ['plugins/module_utils/_plan.py', 'plugins/module_utils/_foreign.py']
 
 
 def mutmut_command():
@@ -351,12 +355,12 @@ def pop_one_too_many(mutants, property_tests, shared):
     return verdict not in (None, 'timeout')
 
 
-def in_process(paths, tests, deep_tests, show_survivors):
+def in_process(paths, tests, deep_tests, show_survivors, deep_paths=None):
     """Make every mutant with mutmut's own operators and run the tests on it, in this process.
 
     One process instead of one per mutant: on a loaded machine, start-up is most of the cost.
     ``tests`` run on every mutant (stopping at the first file that fails); ``deep_tests`` only on
-    the mutants that survive them.
+    the mutants of ``deep_paths`` (default: all) that survive them.
     """
     import mutmut  # pylint: disable=import-outside-toplevel
     test_harness()
@@ -375,7 +379,7 @@ def in_process(paths, tests, deep_tests, show_survivors):
             sys.stdout.flush()
         mutants.load(path, mutated)
         verdict = killed_by(tests, shared)
-        if verdict is None and deep_tests:
+        if verdict is None and deep_tests and (deep_paths is None or path in deep_paths):
             verdict = killed_by(deep_tests, shared, seconds=600)
         if verdict in ('timeout', None):
             status = 'timed out' if verdict else 'survived'
@@ -434,6 +438,9 @@ def main(argv=None):
     parser.add_argument('--tests', nargs='+', default=DEFAULT_TESTS, help='fast test files that cover them')
     parser.add_argument('--deep-tests', nargs='*', default=DEFAULT_DEEP_TESTS,
                         help='slower tests, run only on the mutants that survive --tests')
+    parser.add_argument('--deep-paths', nargs='*', default=DEFAULT_DEEP_PATHS,
+                        help='files whose surviving mutants run --deep-tests (the property tests check the planner; '
+                             'on a loaded machine they take a minute per mutant)')
     parser.add_argument('--show-survivors', action='store_true', help='print the diff of every surviving mutant')
     parser.add_argument('--keep', help='work in this directory and keep it (to inspect mutants with mutmut show)')
     parser.add_argument('--subprocess', action='store_true',
@@ -445,7 +452,7 @@ def main(argv=None):
         return run_plain_tests(args.run_plain_tests)
     mutmut = mutmut_command()
     if not args.subprocess:
-        return in_process(args.paths, args.tests, args.deep_tests, args.show_survivors)
+        return in_process(args.paths, args.tests, args.deep_tests, args.show_survivors, args.deep_paths)
     workdir = args.keep or tempfile.mkdtemp(prefix='kernelops-mutation-')
     os.makedirs(workdir, exist_ok=True)
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE='1', PYTHONPATH='')

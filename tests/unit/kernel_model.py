@@ -473,11 +473,16 @@ class KernelModel:
                 if attribute == 'enabled':
                     self.write_enabled(name, value)
                     return None
+                if attribute in ('force', 'signal') and _kstrtobool(value) is None:
+                    return 'EINVAL'  # force_store()/signal_store() parse the value with kstrtobool()
                 if attribute == 'force' and self.vtuple >= (4, 15):
-                    self.write_force(name)
+                    if _kstrtobool(value):
+                        self.write_force(name)
                     return None
                 if attribute == 'signal' and (4, 15) <= self.vtuple < (5, 1):
                     self.tick()
+                    if not _kstrtobool(value):
+                        return None
                     if self.transition is None or self.transition[0] != name:
                         return 'EINVAL'
                     self.events.append(('signal', name))
@@ -593,6 +598,16 @@ def make_image(path, name, build, release, **kwargs):
 
 def build_id_of(name, build, release):
     return hashlib.sha1(('%s/%s/%s' % (name, build, release)).encode()).hexdigest()
+
+
+def _kstrtobool(text):
+    """lib/kstrtox.c kstrtobool: True, False, or None for what the kernel refuses (EINVAL)."""
+    word = text.strip().lower()
+    if word[:1] in ('1', 'y', 't') or word in ('on',):
+        return True
+    if word[:1] in ('0', 'n', 'f') or word in ('off',):
+        return False
+    return None
 
 
 def _states(text):

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.kernelops.livepatch.plugins.module_utils._executor import ActError, Executor, StallError
+from ansible_collections.kernelops.livepatch.plugins.module_utils._executor import (
+    ActError, Executor, StallError, StepRecord,
+)
 from ansible_collections.kernelops.livepatch.plugins.module_utils._plan import Step
 
 from kernel_model import Lab, model_image
@@ -233,3 +235,48 @@ def test_a_module_in_use_is_reported_with_its_refcnt(tmp_path):
     assert info.value.rule == 'module_in_use'
     assert info.value.message == ('module a still has refcnt 1 after 1.0 s; it is in use (or was forced) and '
                                   'cannot be unloaded')
+
+
+def test_a_new_record_is_pending_unchanged_and_its_duration_in_milliseconds():
+    record = StepRecord(Step(action='unload', patch='a', reason='pop'))
+    assert (record.phase, record.outcome, record.duration, record.kernel_changed) == ('apply', 'pending', 0.0, False)
+    record.duration = 0.0123456
+    assert record.as_dict()['duration_ms'] == 12.346
+
+
+def test_the_actions_run_outside_a_plan_too(tmp_path):
+    """disable/unload called directly (no record running) act and change nothing in the records."""
+    lab = Lab(tmp_path, '6.12')
+    a = lab.ko('a')
+    lab.load_lp(a)
+    executor = lab.executor()
+    executor.disable(Step(action='disable', patch='a', reason='pop'))
+    executor.unload(Step(action='unload', patch='a', reason='pop'))
+    assert lab.model.live_names() == [] and lab.model.modules == [] and executor.records == []
+
+
+def test_a_stalled_disable_is_unpatching_and_reversed_to_patched(tmp_path):
+    lab, block = blocked_lab(tmp_path, '6.12')
+    lab.model.blocked = False
+    lab.load_lp(block)
+    lab.model.blocked = True
+    executor = lab.executor(timeout=1.0)
+    with pytest.raises(StallError) as info:
+        executor.run([Step(action='disable', patch='lab_block', reason='pop')], {})
+    assert info.value.message == 'patch lab_block stalled while unpatching after 1.0 s; the transition was reversed'
+    assert info.value.detail['direction'] == 'unpatching'
+    assert lab.model.live_names() == ['lab_block'] and ('reverse', 'lab_block', True) in lab.model.events
+
+
+def test_a_stall_report_survives_a_kernel_that_cannot_be_read(tmp_path):
+    """The blockers are a report: failing to read them must not hide the stall (its direction is the step's)."""
+    lab, block = blocked_lab(tmp_path, '6.12')
+
+    def unreadable(blocker_stacks=False):
+        raise OSError(5, 'Input/output error')
+    executor = lab.executor(timeout=1.0, on_stall='fail')
+    lab.model.on_event(lambda model: setattr(model, 'observe', unreadable), 'start', 'lab_block', True)
+    with pytest.raises(StallError) as info:
+        executor.run([load_step(block)], {'lab_block': model_image(block.path)})
+    assert info.value.detail['blockers'] == [] and info.value.detail['direction'] == 'patching'
+    assert info.value.message == 'patch lab_block stalled while patching after 1.0 s; left running (on_stall=fail)'
