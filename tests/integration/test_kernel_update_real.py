@@ -63,7 +63,7 @@ def run_role(vm, stacks, check=False):
              'vars': {'livepatch_stack_stacks': stacks, 'livepatch_stack_fail_host': False}},
             {'ansible.builtin.copy': {'content': '{{ %s | to_json }}' % ('{' + ', '.join(
                 "'%s': %s" % (fact, fact) for fact in facts) + '}'), 'dest': out, 'mode': '0600'},
-             'delegate_to': 'localhost', 'become': False}]}]
+             'delegate_to': 'localhost', 'become': False, 'check_mode': False}]}]
         with open(os.path.join(directory, 'play.yml'), 'w') as handle:
             json.dump(play, handle)
         env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collection_tree(), ANSIBLE_HOST_KEY_CHECKING='False',
