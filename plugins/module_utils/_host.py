@@ -27,13 +27,15 @@ import json
 import os
 import tempfile
 import time
-from typing import Any, Dict, FrozenSet, Iterable, Mapping, Optional, Set, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, Mapping, Optional, Sequence, Set, Tuple
 
 from ansible_collections.kernelops.livepatch.plugins.module_utils._errors import LivepatchError
 from ansible_collections.kernelops.livepatch.plugins.module_utils._values import value_object
 
 __all__ = ['LOCK_PATH', 'JOURNAL_DIR', 'RECORD_SCHEMA', 'HostLock', 'Journal', 'RecordEntry', 'BootRecord',
-           'read_record', 'write_record', 'write_json_atomically', 'write_text_atomically', 'ours_from']
+           'read_record', 'write_record', 'write_json_atomically', 'write_text_atomically', 'ours_from',
+           'MARKER_NAME', 'REPORT_NAME', 'RESTORE_STATUSES', 'write_marker', 'read_marker', 'clear_marker',
+           'write_report', 'read_report']
 
 LOCK_PATH = '/run/kernelops-livepatch.lock'
 JOURNAL_DIR = '/run/kernelops-livepatch'
@@ -265,3 +267,76 @@ def ours_from(journal: Mapping[str, Mapping[str, Any]], record: Optional[BootRec
     for item in entries:
         pairs.add((item.name, item.build_id))
     return frozenset(pairs)
+
+
+# --- the boot-time restore's crash marker and report (docs/developer.md §10.6) ------------------
+MARKER_NAME = 'restore.marker'
+REPORT_NAME = 'restore.json'
+RESTORE_SCHEMA = 1
+RESTORE_STATUSES = ('ok', 'skipped_after_crash', 'skipped_by_switch', 'failed', 'nothing_recorded')
+
+
+def write_marker(path: str, *, patch: str, build_id: Optional[str], started: str) -> None:
+    """Say, durably, that ``patch`` is being loaded at boot: file and directory are fsynced first.
+
+    If the host dies before :func:`clear_marker`, the next boot finds it and loads neither that
+    patch nor any above it.
+    """
+    write_json_atomically(path, {'schema': RESTORE_SCHEMA, 'patch': patch, 'build_id': build_id, 'started': started})
+
+
+def read_marker(path: str) -> Optional[Dict[str, Any]]:
+    """The marker a crashed boot left, or None. A marker that cannot be read still means a crash.
+
+    Its writes are atomic, so a damaged one was damaged by something else; it names no patch,
+    and the restore then loads nothing (``patch`` None).
+    """
+    try:
+        exists, data = _load_json(path)
+    except LivepatchError as exc:
+        return {'schema': RESTORE_SCHEMA, 'patch': None, 'build_id': None, 'started': None, 'damaged': exc.message}
+    if not exists:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get('patch'), str):
+        return {'schema': RESTORE_SCHEMA, 'patch': None, 'build_id': None, 'started': None,
+                'damaged': '%s is not a restore marker' % path}
+    return dict((key, data.get(key)) for key in ('schema', 'patch', 'build_id', 'started'))
+
+
+def clear_marker(path: str) -> bool:
+    """Remove the marker once its patch's transition completed; the removal is fsynced too."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    dir_fd = os.open(os.path.dirname(path) or '.', os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return True
+
+
+def write_report(path: str, *, status: str, patch: Optional[str] = None, time_text: str = '', rule: str = '',
+                 message: str = '', loaded: Sequence[str] = ()) -> Dict[str, Any]:
+    """What the last boot's restore did, for ``livepatch_info`` and the role; returns what was written."""
+    if status not in RESTORE_STATUSES:
+        raise ValueError('restore status %r is none of %s' % (status, RESTORE_STATUSES))
+    report = {'schema': RESTORE_SCHEMA, 'status': status, 'patch': patch, 'time': time_text, 'rule': rule,
+              'message': message, 'loaded': list(loaded)}
+    write_json_atomically(path, report)
+    return report
+
+
+def read_report(path: str) -> Optional[Dict[str, Any]]:
+    """The last boot's report, or None; a damaged one reads as status ``failed`` saying so."""
+    try:
+        exists, data = _load_json(path)
+    except LivepatchError as exc:
+        exists, data = True, exc.message
+    if not exists:
+        return None
+    if not isinstance(data, dict) or data.get('status') not in RESTORE_STATUSES:
+        return {'schema': RESTORE_SCHEMA, 'status': 'failed', 'patch': None, 'time': '', 'rule': 'bad_record',
+                'message': 'the restore report %s cannot be read' % path, 'loaded': []}
+    return data

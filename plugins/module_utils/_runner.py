@@ -31,7 +31,7 @@ from ansible_collections.kernelops.livepatch.plugins.module_utils._kofile import
 from ansible_collections.kernelops.livepatch.plugins.module_utils._plan import Wanted, plan_stack, same_build
 from ansible_collections.kernelops.livepatch.plugins.module_utils._values import value_object
 
-__all__ = ['Host', 'real_host', 'Runner', 'same_build', 'patch_name_of']
+__all__ = ['Host', 'real_host', 'Runner', 'same_build', 'patch_name_of', 'check_image']
 
 
 def patch_name_of(name: Optional[str], path: Optional[str]) -> str:
@@ -58,6 +58,24 @@ def real_host(module: Any) -> Host:
     """
     return Host(kernel=Kernel(), lock=HostLock(timeout=module.params['lock_timeout']),
                 journal=Journal(), is_root=os.geteuid() == 0, trust=FileTrust())
+
+
+def check_image(image: ModuleImage, name: str, release: Optional[str]) -> None:
+    """Refuse a file that is no livepatch module (``livepatch=Y``, §2.5), is another module than
+    ``name``, or was built for another kernel than ``release`` (first word of ``vermagic``).
+
+    The modules and the boot-time restore (``_restore``) check every file they load this way.
+    """
+    info, path = image.info, image.path
+    if not info.livepatch:
+        raise LivepatchError('not_livepatch', '%s (module %s) is not a livepatch module: its .modinfo lacks '
+                             'livepatch=Y, and the kernel would refuse to enable it' % (path, info.name), [name])
+    if normalise_name(name) != info.name:
+        raise LivepatchError('name_mismatch', '%s is module %s, not %s: the kernel names the patch after the module '
+                             '(/sys/kernel/livepatch/%s)' % (path, info.name, name, info.name), [name])
+    if release and info.release != release:
+        raise LivepatchError('release_mismatch', '%s was built for kernel %s (vermagic "%s"), but the running '
+                             'kernel is %s' % (path, info.release, info.vermagic, release), [name])
 
 
 def wanted_from_live(patch: Any) -> Wanted:
@@ -163,17 +181,7 @@ class Runner:
                               build_id='not-on-host-yet', replace=replace, requires=requires)
             raise LivepatchError(exc.rule, exc.message, [label], exc.detail)
         info, path = image.info, image.path
-        name = given or info.name
-        if not info.livepatch:
-            raise LivepatchError('not_livepatch', '%s (module %s) is not a livepatch module: its .modinfo lacks '
-                                 'livepatch=Y, and the kernel would refuse to enable it' % (path, info.name), [name])
-        if normalise_name(name) != info.name:
-            raise LivepatchError('name_mismatch', '%s is module %s, not %s: the kernel names the patch after the module '
-                                 '(/sys/kernel/livepatch/%s)' % (path, info.name, name, info.name), [name])
-        release = self.snapshot.kernel_release
-        if release and info.release != release:
-            raise LivepatchError('release_mismatch', '%s was built for kernel %s (vermagic "%s"), but the running '
-                                 'kernel is %s' % (path, info.release, info.vermagic, release), [name])
+        check_image(image, given or info.name, self.snapshot.kernel_release)
         self.images[info.name] = image
         return Wanted(name=info.name, path=path, build_id=info.build_id, srcversion=info.srcversion,
                       replace=replace, requires=requires)

@@ -285,6 +285,41 @@ stack:
         - Only for live patches; null for a disabled patch that is still listed (before 5.1).
       type: str
       sample: ours
+restore:
+  description:
+    - What the boot-time restore of the role's unit did at the last boot, read from C(restore.json) beside O(record),
+      with RV(restore.marker). Null when neither file is there.
+    - Status V(skipped_after_crash) (or a marker left) means a boot died while loading RV(restore.patch); that patch
+      and the ones above it are not loaded at boot until the marker and the report are removed (the role does it
+      with C(livepatch_stack_restore_crash_seen=true)).
+  returned: when O(record) is given
+  type: dict
+  sample: {"schema": 1, "status": "skipped_after_crash", "patch": "lp_b", "time": "2026-11-30T18:00:00Z",
+           "rule": "restore_skipped_after_crash", "message": "...", "loaded": ["lp_a"], "marker": null}
+  contains:
+    status:
+      description: V(ok), V(skipped_after_crash), V(skipped_by_switch) (C(kernelops.livepatch=0) on the kernel command
+        line), V(failed) or V(nothing_recorded).
+      type: str
+    patch:
+      description: The patch the status is about (the one that did not finish loading, or that failed).
+      type: str
+    time:
+      description: When (UTC); for V(skipped_after_crash), when the load that did not finish started.
+      type: str
+    rule:
+      description: The rule of a failure or a skip, empty otherwise.
+      type: str
+    message:
+      description: What the restore logged as its result.
+      type: str
+    loaded:
+      description: The patches the restore loaded at that boot, bottom first.
+      type: list
+      elements: str
+    marker:
+      description: The crash marker C(restore.marker) (C(patch), C(build_id), C(started)) when one is left, else null.
+      type: dict
 foreign:
   description: The live patches this collection did not load, bottom first, with their position in the live stack.
   returned: always
@@ -475,7 +510,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kernelops.livepatch.plugins.module_utils._errors import LivepatchError
 from ansible_collections.kernelops.livepatch.plugins.module_utils._host import (
-    JOURNAL_DIR, Journal, ours_from, read_record,
+    JOURNAL_DIR, MARKER_NAME, REPORT_NAME, Journal, ours_from, read_marker, read_record, read_report,
 )
 from ansible_collections.kernelops.livepatch.plugins.module_utils._observe import observe
 from ansible_collections.kernelops.livepatch.plugins.module_utils._plan import foreign_patches
@@ -502,6 +537,8 @@ def read_state(params):
     result['foreign'] = [patch.as_dict() for patch in foreign]
     result['relations'] = read_relations(root, snapshot.live_stack, params['files'], journal.read(), record)
     result['warnings_seen'] = result.pop('warnings')
+    if record_path:
+        result['restore'] = read_restore(os.path.dirname(os.path.normpath(record_path)))
     return result
 
 
@@ -514,6 +551,15 @@ def read_relations(root, live_stack, files, journal, record):
     paths = list(files) + [path for path in names if path not in files]
     builds = dict((patch.name, patch.build_id) for patch in live_stack)
     return [relation.as_dict() for relation in relations(gather(root, live, paths, open_module, builds, names))]
+
+
+def read_restore(release_dir):
+    """The last boot's restore report and the crash marker left beside the record, or None."""
+    report = read_report(os.path.join(release_dir, REPORT_NAME))
+    marker = read_marker(os.path.join(release_dir, MARKER_NAME))
+    if report is None and marker is None:
+        return None
+    return dict(report or {'schema': 1, 'status': None}, marker=marker)
 
 
 def main():
