@@ -212,7 +212,7 @@ def test_the_developer_document_has_every_section_the_code_may_cite():
         sections, rules = check_docs.developer_sections(handle.read())
     expected = {'0', '1', '1.1', '1.2', '1.3', '1.4', '2', '2.1', '2.2', '2.3', '2.4', '2.5', '3', '3.1', '3.2',
                 '3.3', '3.4', '4', '4.1', '4.2', '4.3', '5', '5.1', '5.2', '5.3', '5.4', '5.5', '6', '7', '8',
-                '9', '10', '10.1', '10.2', '10.3', '10.4', '10.5', '11'} | {'9.%d' % n for n in range(1, 11)}
+                '9', '10', '10.1', '10.2', '10.3', '10.4', '10.5', '10.6', '11'} | {'9.%d' % n for n in range(1, 11)}
     assert sections == expected
     assert rules == set(range(1, 11))
 
