@@ -301,25 +301,32 @@ restore:
       description: V(ok), V(skipped_after_crash), V(skipped_by_switch) (C(kernelops.livepatch=0) on the kernel command
         line), V(failed) or V(nothing_recorded).
       type: str
+      sample: skipped_after_crash
     patch:
       description: The patch the status is about (the one that did not finish loading, or that failed).
       type: str
+      sample: lp_b
     time:
       description: When (UTC); for V(skipped_after_crash), when the load that did not finish started.
       type: str
+      sample: "2026-11-30T18:00:00Z"
     rule:
       description: The rule of a failure or a skip, empty otherwise.
       type: str
+      sample: restore_skipped_after_crash
     message:
       description: What the restore logged as its result.
       type: str
+      sample: "the restore of lp_b started at 2026-11-30T18:00:00Z did not finish (...); not loading lp_b, lp_c"
     loaded:
       description: The patches the restore loaded at that boot, bottom first.
       type: list
       elements: str
+      sample: ["lp_a"]
     marker:
       description: The crash marker C(restore.marker) (C(patch), C(build_id), C(started)) when one is left, else null.
       type: dict
+      sample: {"schema": 1, "patch": "lp_b", "build_id": "5ca0a067ddc2e479b6957ff4523f4afbeb117f58", "started": "2026-11-30T18:00:00Z"}
 foreign:
   description: The live patches this collection did not load, bottom first, with their position in the live stack.
   returned: always
