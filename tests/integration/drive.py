@@ -376,7 +376,8 @@ class Model:
                     status = exc.code
         finally:
             _runner.real_host = saved
-        result = json.loads(out.getvalue())
+        # paths in the result as the guest would show them (the mirror is the model's business)
+        result = json.loads(out.getvalue().replace(self.prefix + '/', '/'))
         result['failed'] = status != 0
         return result
 
