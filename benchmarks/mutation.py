@@ -60,7 +60,7 @@ UNIT = 'tests/unit/plugins/module_utils/'
 DEFAULT_PATHS = ['plugins/module_utils/_plan.py', 'plugins/module_utils/_foreign.py',
                  'plugins/module_utils/_executor.py', 'plugins/module_utils/_converge.py']
 # fastest first: a mutant is killed by the first file that fails
-DEFAULT_TESTS = [UNIT + 'test_plan.py', UNIT + 'test_executor_reports.py', UNIT + 'test_converge_reports.py',
+DEFAULT_TESTS = [UNIT + 'test_plan.py', UNIT + 'test_plan_messages.py', UNIT + 'test_executor_reports.py', UNIT + 'test_converge_reports.py',
                  UNIT + 'test_executor.py', UNIT + 'test_converge.py', UNIT + 'test_act.py']
 DEFAULT_DEEP_TESTS = [UNIT + 'test_plan_properties.py']
 DEFAULT_DEEP_PATHS = ['plugins/module_utils/_plan.py', 'plugins/module_utils/_foreign.py']
