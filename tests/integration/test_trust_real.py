@@ -147,8 +147,8 @@ def swapped_during_the_pops(t):
     assert file_bytes(t, src + '/lab_a.ko') == v2_bytes
 
     live = kernel_state(t)[0]
-    print('%s%s: failed=%s msg=%r; live %s' % (t.kernel, ' (model)' if t.is_model else '', result.get('failed'),
-                                                result.get('msg'), live))
+    where = ' (model)' if t.is_model else ''
+    print('%s%s: failed=%s msg=%r; live %s' % (t.kernel, where, result.get('failed'), result.get('msg'), live))
     # whatever the outcome, the result never says "as before" about another build
     if 'as before' in (result.get('msg') or ''):
         assert [name for name, _build in live] == ['lab_a', 'lab_b'] and dict(live)['lab_a'] == v1_build

@@ -159,8 +159,8 @@ def test_the_way_back_says_why_it_could_not_be_taken():
     report = roll_back([a, b], held, lambda snap, want: wanted.extend(want) or SimpleNamespace(steps=(load_b,)),
                        {'b': {'replace': True}}, FakeExecutor())
     assert report == RollbackReport(attempted=True, succeeded=True, steps=1)
-    assert [(w.name, w.path, w.build_id, w.replace) for w in wanted] == [('a', '/p/a.ko', 'b1', False),
-                                                                          ('b', '/p/b.ko', 'b2', True)]
+    assert [(w.name, w.path, w.build_id, w.replace) for w in wanted] == [
+        ('a', '/p/a.ko', 'b1', False), ('b', '/p/b.ko', 'b2', True)]
 
 
 @pytest.mark.parametrize('replace, known, expected', [(None, {}, False), (None, {'replace': True}, True),
