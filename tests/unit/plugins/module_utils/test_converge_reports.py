@@ -126,7 +126,7 @@ def plan_of(*steps):
 
 
 def roll_back(original, images, planner, known, executor, open_image=None):
-    kernel = SimpleNamespace(observe=lambda: snapshot())
+    kernel = SimpleNamespace(observe=snapshot)
     return _converge._roll_back(kernel, executor, original, images, planner, known, open_image)  # pylint: disable=protected-access
 
 
