@@ -29,7 +29,8 @@ Defaults: the planner and the executor (``_plan.py``, ``_foreign.py``, ``_execut
 ``test_converge_reports.py``, ``test_executor.py``, ``test_converge.py`` and ``test_act.py`` (the
 executor on the kernel model), run without pytest's start-up; each mutant of the planner
 (``--deep-paths``) that survives them runs again against ``--deep-tests`` (default
-``test_plan_properties.py``: random plans executed on the kernel model). At the end the
+``test_plan_properties.py``: random plans executed on the kernel model, and
+``test_relations_plan.py``: the planner's opt-in ``skip_unrelated``). At the end the
 pop-one-too-many planner mutant of issue 14 runs against the property tests alone, to show that
 they kill it without the hand-written examples.
 """
@@ -62,7 +63,7 @@ DEFAULT_PATHS = ['plugins/module_utils/_plan.py', 'plugins/module_utils/_foreign
 # fastest first: a mutant is killed by the first file that fails
 DEFAULT_TESTS = [UNIT + 'test_plan.py', UNIT + 'test_plan_messages.py', UNIT + 'test_executor_reports.py', UNIT + 'test_converge_reports.py',
                  UNIT + 'test_executor.py', UNIT + 'test_converge.py', UNIT + 'test_act.py']
-DEFAULT_DEEP_TESTS = [UNIT + 'test_plan_properties.py']
+DEFAULT_DEEP_TESTS = [UNIT + 'test_plan_properties.py', UNIT + 'test_relations_plan.py']
 DEFAULT_DEEP_PATHS = ['plugins/module_utils/_plan.py', 'plugins/module_utils/_foreign.py']
 
 
