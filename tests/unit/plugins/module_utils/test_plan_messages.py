@@ -62,3 +62,12 @@ def test_notes_word_for_word(version, live, wanted, options, notes):
 def test_wanted_defaults():
     plain = Wanted(name='a', path='/lp/a.ko')
     assert (plain.build_id, plain.replace, plain.requires) == (None, False, ())
+
+
+@pytest.mark.parametrize('live, leftovers', [(['a@', 'b', 'c'], []), (['a', 'b', 'c'], ['x:0'])])
+def test_skip_unrelated_keeps_the_stack_discipline_when_a_build_is_uncertain_or_a_module_is_leaving(live, leftovers):
+    """Only a certain stack with nothing leaving may skip a pop (docs/developer.md §11)."""
+    plan = plan_stack(snap(live=live, leftovers=leftovers), want('a', 'c'), unrelated=frozenset([frozenset('bc')]))
+    assert [(step.action, step.patch) for step in plan.steps][:4] == [
+        ('disable', 'c'), ('unload', 'c'), ('disable', 'b'), ('unload', 'b')]
+    assert not any('skip_unrelated' in note for note in plan.notes)
