@@ -71,3 +71,30 @@ def test_skip_unrelated_keeps_the_stack_discipline_when_a_build_is_uncertain_or_
     assert [(step.action, step.patch) for step in plan.steps][:4] == [
         ('disable', 'c'), ('unload', 'c'), ('disable', 'b'), ('unload', 'b')]
     assert not any('skip_unrelated' in note for note in plan.notes)
+
+
+def unrelated(*texts):
+    return frozenset(frozenset(text.split('-')) for text in texts)
+
+
+@pytest.mark.parametrize('desired, pairs, reasons, note', [
+    (('a', 'c', 'd'), ('b-c', 'b-d'),
+     ['pop: not in the desired stack at this position', 'rule skip_unrelated: removed without popping c, d'],
+     'rule skip_unrelated: b removed without popping c, d (no relation found between them in the files and sysfs '
+     'checked)'),
+    (('a', 'n', 'c', 'd'), ('b-c', 'b-d', 'n-c', 'n-d'),
+     ['pop: not in the desired stack at this position', 'rule skip_unrelated: replaced by n without popping c, d',
+      'push'],
+     'rule skip_unrelated: b replaced by n without popping c, d (no relation found between them in the files and '
+     'sysfs checked)'),
+])
+def test_skip_unrelated_says_what_it_skipped(desired, pairs, reasons, note):
+    plan = plan_stack(snap(live=['a', 'b', 'c', 'd']), want(*desired), unrelated=unrelated(*pairs))
+    assert [step.reason for step in plan.steps] == reasons and plan.notes == (note,)
+
+
+def test_skip_unrelated_accepts_the_kernels_order_and_says_why():
+    plan = plan_stack(snap(live=['a', 'c', 'd', 'n']), want('a', 'n', 'c', 'd'), unrelated=unrelated('n-c', 'n-d'))
+    assert plan.steps == () and list(plan.after) == ['a', 'c', 'd', 'n']
+    assert plan.notes == ("rule skip_unrelated: n stands above c, d in the kernel's order, which the evidence allows "
+                          "(no relation between them)",)
