@@ -280,3 +280,26 @@ def test_a_stall_report_survives_a_kernel_that_cannot_be_read(tmp_path):
         executor.run([load_step(block)], {'lab_block': model_image(block.path)})
     assert info.value.detail['blockers'] == [] and info.value.detail['direction'] == 'patching'
     assert info.value.message == 'patch lab_block stalled while patching after 1.0 s; left running (on_stall=fail)'
+
+
+def test_a_patch_whose_directory_stays_is_reported_with_the_wait(tmp_path):
+    lab = Lab(tmp_path, '6.12')
+    a = lab.ko('a')
+    lab.load_lp(a)
+    lab.model.free_lag = 5.0  # the kernel's workqueue is late freeing the disabled patch
+    executor = lab.executor(timeout=1.0)
+    with pytest.raises(ActError) as info:
+        executor.run([Step(action='disable', patch='a', reason='pop')], {})
+    assert info.value.rule == 'patch_not_freed'
+    assert info.value.message == 'patch a finished its transition but its sysfs directory is still there after 1.0 s'
+    record = executor.records[0]
+    assert record.outcome == 'failed' and record.kernel_changed and 1.0 <= record.duration < 1.1
+
+
+def test_only_the_kernels_livepatch_words_and_the_last_four_are_quoted():
+    from ansible_collections.kernelops.livepatch.plugins.module_utils._executor import _kernel_reason  # pylint: disable=import-outside-toplevel
+    assert _kernel_reason([]) == '' and _kernel_reason(['usb 1-1: new device']) == ''
+    said = ['livepatch: one', 'x: not compatible', 'pre-patch callback failed', 'noise', 'livepatch: four',
+            'livepatch: five']
+    assert _kernel_reason(said) == ('; kernel: x: not compatible / pre-patch callback failed / livepatch: four / '
+                                    'livepatch: five')
