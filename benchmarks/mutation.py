@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import inspect
 import io
 import os
@@ -274,6 +275,9 @@ class Mutants:
         module = types.ModuleType(name)
         module.__file__ = filename
         sys.modules[name] = module
+        # ``from ...module_utils import _converge`` reads the package's attribute: point it here too,
+        # or a test holds the module as first imported while the code under test uses this one
+        setattr(importlib.import_module(PACKAGE.rstrip('.')), name.rsplit('.', 1)[1], module)
         exec(compile(source, filename, 'exec'), module.__dict__)  # pylint: disable=exec-used
 
     def load(self, mutated_path=None, mutated_source=None):
