@@ -21,7 +21,8 @@ library only (it imports nothing from ``ansible``). The steps (docs/developer.md
    :func:`_plan.plan_stack` (foreign patches kept at the bottom). At boot the plan must be a pure
    push: one that would disable or unload anything is refused (``restore_would_pop``).
 5. Open every file to load with :func:`_kofile.open_module` (the modules' file trust) and refuse
-   one whose build ID is not the recorded one (``build_changed``), before anything is loaded.
+   one whose build ID is not the recorded one (``build_changed``), or an unsigned one when the
+   kernel enforces signatures (``unsigned_module``), before anything is loaded.
 6. Converge with the modules' executor, without rollback (nothing loaded at boot is taken out
    again: what stands is a bottom part of the record). Each load writes the marker first and
    clears it once its transition completed, and is noted in the journal, so a later module run
@@ -48,7 +49,7 @@ from ansible_collections.kernelops.livepatch.plugins.module_utils._host import (
 from ansible_collections.kernelops.livepatch.plugins.module_utils._kernel import Kernel
 from ansible_collections.kernelops.livepatch.plugins.module_utils._kofile import FileTrust, open_module
 from ansible_collections.kernelops.livepatch.plugins.module_utils._plan import Wanted, plan_stack, same_build
-from ansible_collections.kernelops.livepatch.plugins.module_utils._runner import check_image
+from ansible_collections.kernelops.livepatch.plugins.module_utils._runner import check_image, check_signatures
 
 __all__ = ['main', 'SKIP_SWITCH', 'DEFAULT_DIR']
 
@@ -209,6 +210,9 @@ class Restore:
         by_name = dict((want.name, want) for want in wanted)
         images = self._open_files([by_name[step.patch] for step in plan.steps if step.action == 'load'],
                                   snapshot.kernel_release or self.release)
+        # Unsigned files under module.sig_enforce or lockdown: refused before the first load, as
+        # the modules do, not by the kernel halfway up the stack.
+        check_signatures(snapshot.module_signatures, list(images.values()))
         for patch in snapshot.live_stack:
             if patch.name in by_name:
                 log(INFO, '%s: already live with the recorded build, left alone' % patch.name)

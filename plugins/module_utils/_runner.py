@@ -78,6 +78,20 @@ def check_image(image: ModuleImage, name: str, release: Optional[str]) -> None:
                              'kernel is %s' % (path, info.release, info.vermagic, release), [name])
 
 
+def check_signatures(signatures: Any, images: Sequence[ModuleImage]) -> None:
+    """Refuse loads the kernel would refuse for want of a signature, before anything changes
+    (docs/developer.md §10.3): the kernel would only say so at load time, after the pops, or at
+    boot after the patches below were loaded. The modules and the boot-time restore both call it.
+    """
+    unsigned = [image for image in images if not image.info.signed]
+    if signatures.enforced and unsigned:
+        raise LivepatchError('unsigned_module', '%s carr%s no module signature, and this kernel loads only signed '
+                             'modules (%s); sign %s with the key the kernel trusts'
+                             % (', '.join(image.path for image in unsigned), 'ies' if len(unsigned) == 1 else 'y',
+                                signatures.reason, 'it' if len(unsigned) == 1 else 'them'),
+                             [image.info.name for image in unsigned], {'module_signatures': signatures.as_dict()})
+
+
 def wanted_from_live(patch: Any) -> Wanted:
     """A live patch that is simply kept: no file needed."""
     return Wanted(name=patch.name, path=None, build_id=patch.build_id, srcversion=patch.srcversion,
@@ -232,22 +246,9 @@ class Runner:
         return snapshot, plan, wanted
 
     def _check_signatures(self, snapshot: Any, plan: Any) -> None:
-        """Refuse to plan a load the kernel would refuse for want of a signature (docs/developer.md §10.3).
-
-        The kernel would only say so at load time, after the pops; a patch that stays live is
-        not loaded, so its file need not be signed.
-        """
-        signatures = snapshot.module_signatures
-        if not signatures.enforced:
-            return
-        unsigned = [self.images[step.patch] for step in plan.steps
-                    if step.action == 'load' and step.patch in self.images and not self.images[step.patch].info.signed]
-        if unsigned:
-            raise LivepatchError('unsigned_module', '%s carr%s no module signature, and this kernel loads only signed '
-                                 'modules (%s); sign %s with the key the kernel trusts'
-                                 % (', '.join(image.path for image in unsigned), 'ies' if len(unsigned) == 1 else 'y',
-                                    signatures.reason, 'it' if len(unsigned) == 1 else 'them'),
-                                 [image.info.name for image in unsigned], {'module_signatures': signatures.as_dict()})
+        """A patch that stays live is not loaded, so its file need not be signed."""
+        check_signatures(snapshot.module_signatures, [self.images[step.patch] for step in plan.steps
+                                                       if step.action == 'load' and step.patch in self.images])
 
     def _report_state(self, snapshot: Any) -> None:
         self.result.update({'stack': _stack_dicts(snapshot),

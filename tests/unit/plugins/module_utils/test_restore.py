@@ -151,6 +151,25 @@ def test_an_unsafe_file_is_refused_with_the_modules_rule(boot):
     assert boot.live() == [] and boot.report()['rule'] == 'unsafe_path'
 
 
+def test_an_unsigned_file_under_sig_enforce_is_refused_before_anything_is_loaded(boot):
+    entries = [boot.ko('lp_a', signed=True), boot.ko('lp_b')]
+    boot.record(entries)
+    boot.model.sig_enforce = True
+    assert boot.restore() == 1
+    # The kernel alone would have taken lp_a and refused lp_b: half a stack at boot.
+    assert boot.live() == []
+    report = boot.report()
+    assert (report['status'], report['rule'], report['patch'], report['loaded']) == ('failed', 'unsigned_module', 'lp_b', [])
+
+
+def test_signed_files_under_sig_enforce_are_restored(boot):
+    entries = [boot.ko('lp_a', signed=True), boot.ko('lp_b', signed=True)]
+    boot.record(entries)
+    boot.model.sig_enforce = True
+    assert boot.restore() == 0
+    assert boot.live() == builds(entries)
+
+
 def test_a_live_stack_that_is_not_a_bottom_part_of_the_record_is_never_popped(boot):
     entries = [boot.ko('lp_a'), boot.ko('lp_b')]
     boot.record(entries[1:])
