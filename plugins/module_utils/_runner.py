@@ -247,8 +247,8 @@ class Runner:
 
     def _check_signatures(self, snapshot: Any, plan: Any) -> None:
         """A patch that stays live is not loaded, so its file need not be signed."""
-        check_signatures(snapshot.module_signatures, [self.images[step.patch] for step in plan.steps
-                                                       if step.action == 'load' and step.patch in self.images])
+        loads = [step.patch for step in plan.steps if step.action == 'load' and step.patch in self.images]
+        check_signatures(snapshot.module_signatures, [self.images[name] for name in loads])
 
     def _report_state(self, snapshot: Any) -> None:
         self.result.update({'stack': _stack_dicts(snapshot),
