@@ -53,6 +53,12 @@ import klab  # noqa: E402  pylint: disable=wrong-import-position
 
 PATCHES = ('lab_a', 'lab_b')
 
+
+def tool(name: str) -> str:
+    """NAME from this Python's environment (the venv's ansible), else from PATH."""
+    beside = os.path.join(os.path.dirname(sys.executable), name)
+    return beside if os.access(beside, os.X_OK) else name
+
 SSH_WRAPPER = r'''#!/bin/sh
 # Logs each ssh command Ansible starts (host = the HostKeyAlias option), then runs ssh.
 host=unknown
@@ -91,16 +97,16 @@ class CallbackModule(CallbackBase):
         self.runs = collections.defaultdict(list)
 
     def _count(self, result, outcome):
-        task = result._task  # pylint: disable=protected-access
+        task = result.task
         action = task.action.rsplit('.', 1)[-1]
         if action in CONTROLLER_ONLY:
             return
         delegated = task.delegate_to or ''
         where = 'controller' if delegated == 'localhost' else 'remote'
-        loop = result._result.get('results')  # pylint: disable=protected-access
+        loop = result.result.get('results')
         items = sum(1 for item in loop if not item.get('skipped')) if loop else 1
-        self.runs[result._host.get_name()].append({'task': task.get_name(), 'action': action,  # pylint: disable=protected-access
-                                                   'where': where, 'outcome': outcome, 'items': items})
+        self.runs[result.host.get_name()].append({'task': task.get_name(), 'action': action,
+                                                  'where': where, 'outcome': outcome, 'items': items})
 
     def v2_runner_on_ok(self, result):
         self._count(result, 'ok')
@@ -241,15 +247,15 @@ def measure(vm: klab.VM, work: str, hosts: int, forks: int, collections: str, pi
     inventory = os.path.join(work, 'inventory.yml')
     write_inventory(inventory, names, vm, stack)
     runner = Runner(work, inventory, forks, collections)
-    playbook = ['ansible-playbook', 'kernelops.livepatch.converge']
+    playbook = [tool('ansible-playbook'), 'kernelops.livepatch.converge']
     report = os.path.join(work, 'report')
     setup = runner.run('setup', playbook + ['--limit', names[0], '-e', f'livepatch_report_dir={report}-setup'])
     statuses = converge_statuses(f'{report}-setup')
     if set(statuses) - {'converged', 'unchanged'}:
         raise SystemExit(f'the setup converge did not end converged: {dict(statuses)}')
-    ping1 = runner.run('ping', ['ansible', 'all', '-m', 'ansible.builtin.ping'])
+    ping1 = runner.run('ping', [tool('ansible'), 'all', '-m', 'ansible.builtin.ping'])
     noop = runner.run('converge', playbook + ['-e', f'livepatch_report_dir={report}'])
-    ping2 = runner.run('ping-again', ['ansible', 'all', '-m', 'ansible.builtin.ping']) if ping_again else ping1
+    ping2 = runner.run('ping-again', [tool('ansible'), 'all', '-m', 'ansible.builtin.ping']) if ping_again else ping1
     statuses = converge_statuses(report)
     if statuses != collections.Counter({'unchanged': hosts}):
         raise SystemExit(f'the no-op converge was not a no-op on every host: {dict(statuses)}')
@@ -282,10 +288,18 @@ def main(argv=None) -> int:
     vm = lab.boot(args.kernel)
     try:
         vm.ssh('rmmod lab_a lab_b 2>/dev/null; rm -rf /var/lib/kernelops-livepatch; true', check=False)
+        # All inventory names share one ssh connection, and sshd opens at most MaxSessions (10 by
+        # default, sshd_config(5)) sessions on one connection: more forks would be refused there.
+        vm.ssh(f'echo "MaxSessions {max(args.forks) + 10}" >/etc/ssh/sshd_config.d/fleet-cost.conf && systemctl reload ssh')
+        versions = {'date_utc': time.strftime('%Y-%m-%d %H:%M', time.gmtime()), 'guest_uname_r': vm.ssh('uname -r').stdout.strip(),
+                    'ansible_core': subprocess.run([tool('ansible'), '--version'], capture_output=True, text=True,
+                                                   check=True).stdout.split('\n', 1)[0]}
+        print(json.dumps(versions), flush=True)
         for forks in args.forks:
             work = tempfile.mkdtemp(prefix='fleet-cost-')
             try:
-                result = dict(measure(vm, work, args.hosts, forks, collections, not args.no_ping_again), collection=version)
+                result = dict(measure(vm, work, args.hosts, forks, collections, not args.no_ping_again), collection=version,
+                              **versions)
             finally:
                 if args.keep:
                     print(f'work directory kept: {work}', file=sys.stderr)
@@ -306,6 +320,12 @@ def main(argv=None) -> int:
         print(f"{result['forks']:>5} {result['hosts']:>5} {ping:>8.1f} {result['converge']['wall_s']:>10.1f} "
               f"{result['ratio']:>6.2f} {result['ping']['ssh_per_host_mean']:>13} "
               f"{result['converge']['ssh_per_host_mean']:>17} {local:>21}")
+    for result in results:
+        print(f"forks {result['forks']}: remote module runs per host in the no-op converge, by task: "
+              f"{json.dumps(result['converge']['remote_tasks_per_host'])}; on the controller: "
+              f"{json.dumps(result['converge']['controller_tasks_per_host'])}")
+    print(f"kernel {results[0]['guest_uname_r']}, {results[0]['ansible_core']}, {results[0]['date_utc']} UTC, "
+          f"collection {results[0]['collection']}")
     if args.json:
         with open(args.json, 'w', encoding='utf-8') as out:
             json.dump({'load_before': load_before, 'load_after': load_after, 'results': results}, out, indent=1)
