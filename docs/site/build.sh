@@ -34,6 +34,10 @@ antsibull-docs \
 # Pictures of real plans, drawn by the collection's planner (the guides include them)
 python3 "$site/diagrams/plan_diagram.py" "$rst/diagrams"
 
+# Screenshots the guides include (../images/NAME from docs/docsite/rst/, as in the checkout)
+mkdir -p "$rst/images"
+cp "$repo"/docs/docsite/images/*.png "$rst/images/"
+
 # Build Sphinx site
 sphinx-build -M html "$rst" "$out" -c . -W --keep-going -q
 printf 'docs built: %s/html/index.html\n' "$out"
