@@ -289,9 +289,11 @@ def _skip_unrelated(snapshot: Snapshot, wanted: List[Wanted],
         old = live[kept]
         if not checked([old.name] + ([new.name] if new else []), above):
             return None
-        what = 'replaced by %s' % new.name if new else 'removed'
-        return ([_pop(old.name), Step(action='unload', patch=old.name, reason='rule skip_unrelated: %s without '
-                                      'popping %s' % (what, ', '.join(above)))] + ([_load_step(new)] if new else []),
+        what = ('replaced by %s' % ('its new build' if new.name == old.name else new.name)) if new else 'removed'
+        return ([Step(action='disable', patch=old.name, reason='rule skip_unrelated: disabled under %s, which stay live'
+                      % ', '.join(above)),
+                 Step(action='unload', patch=old.name, reason='rule skip_unrelated: %s without popping %s'
+                      % (what, ', '.join(above)))] + ([_load_step(new)] if new else []),
                 kept, ['rule skip_unrelated: %s %s without popping %s (no relation found between them in the files '
                        'and sysfs checked)' % (old.name, what, ', '.join(above))],
                 wanted[:kept] + (rest[1:] + [new] if new else rest))

@@ -34,9 +34,12 @@ from ansible_collections.kernelops.livepatch.plugins.module_utils._errors import
 from ansible_collections.kernelops.livepatch.plugins.module_utils._klp_elf import (
     Function, ModuleEvidence, read_module_evidence,
 )
+from ansible_collections.kernelops.livepatch.plugins.module_utils._kofile import open_module
+from ansible_collections.kernelops.livepatch.plugins.module_utils._plan import same_build
 from ansible_collections.kernelops.livepatch.plugins.module_utils._values import value_object
 
-__all__ = ['KINDS', 'LiveEvidence', 'PatchEvidence', 'Relation', 'read_live', 'relations', 'gather', 'evidence_for_plan']
+__all__ = ['KINDS', 'LiveEvidence', 'PatchEvidence', 'Relation', 'read_live', 'relations', 'gather', 'evidence_for_plan',
+           'plan_evidence', 'popped_again', 'plan_report']
 
 SAME_FUNCTION = 'same_function'
 CALLS_PATCHED = 'calls_patched'
@@ -256,3 +259,62 @@ def evidence_for_plan(root: str, live_stack: Sequence[Any], journal: Mapping[str
     # unrelated: clean in every stack that holds both (old and new builds of a replaced patch alike)
     candidates = checks[0][0] | checks[1][0]
     return frozenset(pair for pair in candidates if all(pair in clean for pairs, clean in checks if pair in pairs)), found
+
+
+def plan_evidence(result: Dict[str, Any], snapshot: Any, journal: Mapping[str, Mapping[str, Any]],
+                  wanted: Sequence[Any], trust: Any) -> Tuple[FrozenSet[FrozenSet[str]], List[Relation]]:
+    """:func:`evidence_for_plan` for ``livepatch_stack`` with ``skip_unrelated``: every file opened
+    with the run's trust checks (docs/developer.md §10.1), the relations seen put in ``result``."""
+    unrelated, seen = evidence_for_plan(snapshot.root, snapshot.live_stack, journal, wanted,
+                                        lambda path: open_module(path, trust))
+    result['relations'] = [relation.as_dict() for relation in seen]
+    return unrelated, seen
+
+
+def popped_again(live_stack: Sequence[Any], plan: Any) -> List[str]:
+    """The live patches ``plan`` takes off the stack (disabled, or retired by a replace patch) and
+    puts back as they are (same name and build), bottom first: not live from their disable to
+    their load (or enable, before 5.1). These are what the stack discipline costs (issue 13)."""
+    wanted = dict((want.name, want) for want in plan.wanted)
+    off = set(step.patch for step in plan.steps if step.action == 'disable')
+    off.update(name for step in plan.steps for name in step.retires)
+    return [patch.name for patch in live_stack
+            if patch.name in off and patch.name in wanted and same_build(patch, wanted[patch.name])[0]]
+
+
+def plan_report(result: Dict[str, Any], snapshot: Any, journal: Mapping[str, Mapping[str, Any]], plan: Any,
+                trust: Any, seen: Optional[Sequence[Relation]] = None) -> None:
+    """Say in ``result`` what ties each patch the plan pops and pushes again to the patches it changes.
+
+    ``seen``: the relations :func:`plan_evidence` found for option ``skip_unrelated`` (all already
+    in ``result``); the notes then also name, for each patch popped and pushed again, the
+    relations that kept the rule from applying. None (the option off, in check mode): the
+    evidence is read here, and ``relations`` holds only the pairs of a patch popped and pushed
+    again with a patch removed, replaced or added above the kept bottom. Nothing when no patch is
+    popped and pushed again.
+    """
+    live_stack = snapshot.live_stack
+    again = popped_again(live_stack, plan)
+    if not again:
+        return
+    option = seen is not None
+    if seen is None:
+        seen = evidence_for_plan(snapshot.root, live_stack, journal, plan.wanted, lambda path: open_module(path, trust))[1]
+    changed = (set(plan.before[plan.kept:]) | set(plan.after[plan.kept:])) - set(again)
+    ties: List[Relation] = []
+    for rel in seen:
+        if set((rel.lower, rel.upper)) & set(again) and set((rel.lower, rel.upper)) & changed and rel not in ties:
+            ties.append(rel)
+    if not option:
+        result['relations'] = [rel.as_dict() for rel in ties]
+        return
+    why = []
+    for name in again:
+        kinds = sorted(set('%s with %s' % (rel.kind, rel.upper if rel.lower == name else rel.lower)
+                           for rel in ties if name in (rel.lower, rel.upper)))
+        why.append('%s (%s)' % (name, ', '.join(kinds) or 'none seen; popped with a patch below it'))
+    if not ties:
+        why = ['%s (no relation seen, but the change is not one patch removed or replaced in the middle of the stack '
+               'on 5.1 or later)' % ', '.join(again)]
+    result['notes'] = list(plan.notes) + ['rule skip_unrelated not applied: popped and pushed again: %s'
+                                          % '; '.join(why)]

@@ -216,12 +216,10 @@ class Runner:
         # Ours: what the journal says this collection loaded since boot, and the boot record
         # (the restore at boot loaded those); read and validated before anything changes.
         ours = ours_from(self.host.journal.read(), self.read_record())
-        unrelated = None
+        unrelated, seen = None, None
         if self.params.get('skip_unrelated'):  # issue 13: off by default, and in the module livepatch
-            from ansible_collections.kernelops.livepatch.plugins.module_utils._relations import evidence_for_plan
-            unrelated, seen = evidence_for_plan(snapshot.root, snapshot.live_stack, self.host.journal.read(), wanted,
-                                                lambda path: open_module(path, self.host.trust))
-            self.result['relations'] = [relation.as_dict() for relation in seen]
+            from ansible_collections.kernelops.livepatch.plugins.module_utils._relations import plan_evidence
+            unrelated, seen = plan_evidence(self.result, snapshot, self.host.journal.read(), wanted, self.host.trust)
         plan = plan_stack(snapshot, wanted, unload_retired=self.params['unload_retired'],
                           foreign=self.params['foreign'], ours=ours, unrelated=unrelated)
         self._check_signatures(snapshot, plan)
@@ -238,6 +236,9 @@ class Runner:
         })
         if plan.notes:
             self.result['notes'] = list(plan.notes)
+        if (seen is not None or self.module.check_mode) and any(s.action == 'disable' or s.retires for s in plan.steps):
+            from ansible_collections.kernelops.livepatch.plugins.module_utils._relations import plan_report  # issue 13
+            plan_report(self.result, snapshot, self.host.journal.read(), plan, self.host.trust, seen)
         if self.module._diff:
             self.result['diff'] = {'before': describe_stack(snapshot.live_stack),
                                    'after': describe_stack([by_name[name] for name in plan.after]),

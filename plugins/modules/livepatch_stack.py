@@ -83,9 +83,10 @@ options:
         show no relation at all between it (and its replacement) and each of them; a missing or unreadable file
         counts as related (RV(relations)). A replacement is loaded on top, so the kernel's order, the result's
         RV(stack_after) and the boot record then have it above those patches.
-      - The result's RV(notes) names the rule (C(rule skip_unrelated)) and RV(relations) lists the evidence checked.
-        This is structural evidence, not proof that the patches do not depend on each other; see the stack
-        discipline guide.
+      - The result's RV(notes) names the rule (C(rule skip_unrelated)) and RV(relations) lists the evidence checked;
+        when the plan still pops and pushes a patch again, the notes say which relation of each such patch kept the
+        rule from applying. This is structural evidence, not proof that the patches do not depend on each other; see
+        the stack discipline guide.
     type: bool
     default: false
 attributes:
@@ -232,7 +233,11 @@ relations:
   description:
     - With O(skip_unrelated=true), every relation found between the live patches (sysfs and the files in the journal)
       and between the desired ones (their files); the same entries as RV(kernelops.livepatch.livepatch_info#module:relations).
-  returned: when O(skip_unrelated=true)
+      When the plan still pops and pushes a patch again, RV(notes) names the relations that kept the rule from applying.
+    - In check mode with O(skip_unrelated=false), the relations between each patch the plan pops and pushes again (in
+      the old and the new stack, same build) and each patch it removes, replaces or adds, which is what ties them to the
+      change, as the same evidence shows it. An empty list means none was seen.
+  returned: when O(skip_unrelated=true), and in check mode when the plan pops and pushes a patch again
   type: list
   elements: dict
   sample: [{"lower": "lp_a", "upper": "lp_b", "kind": "same_function", "evidence": ["vmlinux:cmdline_proc_show,1"],

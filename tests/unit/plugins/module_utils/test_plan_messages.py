@@ -79,14 +79,19 @@ def unrelated(*texts):
 
 @pytest.mark.parametrize('desired, pairs, reasons, note', [
     (('a', 'c', 'd'), ('b-c', 'b-d'),
-     ['pop: not in the desired stack at this position', 'rule skip_unrelated: removed without popping c, d'],
+     ['rule skip_unrelated: disabled under c, d, which stay live', 'rule skip_unrelated: removed without popping c, d'],
      'rule skip_unrelated: b removed without popping c, d (no relation found between them in the files and sysfs '
      'checked)'),
     (('a', 'n', 'c', 'd'), ('b-c', 'b-d', 'n-c', 'n-d'),
-     ['pop: not in the desired stack at this position', 'rule skip_unrelated: replaced by n without popping c, d',
+     ['rule skip_unrelated: disabled under c, d, which stay live', 'rule skip_unrelated: replaced by n without popping c, d',
       'push'],
      'rule skip_unrelated: b replaced by n without popping c, d (no relation found between them in the files and '
      'sysfs checked)'),
+    (('a', 'b@v2', 'c', 'd'), ('b-c', 'b-d'),
+     ['rule skip_unrelated: disabled under c, d, which stay live',
+      'rule skip_unrelated: replaced by its new build without popping c, d', 'push'],
+     'rule skip_unrelated: b replaced by its new build without popping c, d (no relation found between them in the '
+     'files and sysfs checked)'),
 ])
 def test_skip_unrelated_says_what_it_skipped(desired, pairs, reasons, note):
     plan = plan_stack(snap(live=['a', 'b', 'c', 'd']), want(*desired), unrelated=unrelated(*pairs))

@@ -20,13 +20,15 @@ import shutil
 from hypothesis import HealthCheck, given, settings, strategies as st
 import pytest
 
+from ansible_collections.kernelops.livepatch.plugins.module_utils import _plan
 from ansible_collections.kernelops.livepatch.plugins.module_utils._errors import LivepatchError
 from ansible_collections.kernelops.livepatch.plugins.module_utils._plan import plan_stack
+from ansible_collections.kernelops.livepatch.plugins.module_utils._relations import popped_again
 
 from kernel_model import KernelModel
 from test_plan import snap, steps, want  # pylint: disable=import-error
 from test_plan_properties import (  # pylint: disable=import-error,unused-import
-    FREE, NAMES, build_current, execute, kofiles, live_and_desired, scratch_dir,
+    FREE, NAMES, build_current, check_case, execute, kofiles, live_and_desired, scratch_dir,
 )
 
 
@@ -131,3 +133,37 @@ def test_the_property_sees_a_skip(kofiles):  # pylint: disable=redefined-outer-n
     with pytest.raises(AssertionError, match='disabled under related'):
         check_unrelated_case(kofiles, '7.2', current, [('a', 'v1'), ('c', 'v1')], pairs('a-c'),
                              planner_unrelated=pairs('b-c'))
+
+
+POPPED_AGAIN = [
+    # (id, era, live, desired, unrelated, the patches not live for a while although in both stacks)
+    ('middle-rebuilt', '7.2', ('a', 'b', 'c', 'd'), ('a', 'b@v2', 'c', 'd'), None, ['c', 'd']),
+    ('middle-rebuilt-skipped', '7.2', ('a', 'b', 'c', 'd'), ('a', 'b@v2', 'c', 'd'), pairs('b-c', 'b-d'), []),
+    ('top-rebuilt', '7.2', ('a', 'b'), ('a', 'b@v2'), None, []),
+    ('middle-removed', '6.1', ('a', 'b', 'c'), ('a', 'c'), None, ['c']),
+    ('push-only', '7.2', ('a',), ('a', 'b'), None, []),
+    ('replace-retires-b-and-b-comes-back', '7.2', ('a', 'b'), ('R', 'b'), None, ['b']),
+    ('before-5.1-enabled-again', '4.19', ('a', 'b', 'c'), ('a', 'c'), None, ['c']),
+]
+
+
+@pytest.mark.parametrize('version,live,desired,unrelated,expected', [case[1:] for case in POPPED_AGAIN],
+                         ids=[case[0] for case in POPPED_AGAIN])
+def test_popped_again_names_the_patches_in_both_stacks_that_go_off(version, live, desired, unrelated, expected):
+    before = snap(version, live=live)
+    assert popped_again(before.live_stack, plan_stack(before, want(*desired), unrelated=unrelated)) == expected
+
+
+def test_the_off_property_fails_on_a_planner_that_skips_without_the_option(kofiles, monkeypatch):  # pylint: disable=redefined-outer-name
+    """Off, plans are exactly the stack's: test_plan_properties' property (every live patch above
+    the common bottom disabled topmost first, no disable under a live patch, by the model) runs
+    with the option off, and fails on a mutant whose planner skips as if every pair were unrelated."""
+    plan_free, skip = _plan._plan_free, _plan._skip_unrelated  # pylint: disable=protected-access
+
+    def leaky(snapshot, wanted, *args):
+        skipped = skip(snapshot, wanted, ALL | pairs(*('%s-%s' % p for p in itertools.combinations(NAMES, 2))))
+        return skipped[:3] if skipped is not None else plan_free(snapshot, wanted, *args)
+    assert check_case(kofiles, '7.2', [('a', 'v1'), ('b', 'v1'), ('c', 'v1')], [('a', 'v1'), ('c', 'v1')]) == 'executed'
+    monkeypatch.setattr(_plan, '_plan_free', leaky)
+    with pytest.raises(AssertionError, match='disabled'):
+        check_case(kofiles, '7.2', [('a', 'v1'), ('b', 'v1'), ('c', 'v1')], [('a', 'v1'), ('c', 'v1')])

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 
@@ -92,6 +93,56 @@ def test_skip_unrelated_pops_a_related_patch_and_says_why(host, capsys, monkeypa
     result = rel_stack(host, capsys, monkeypatch, [a, b2, c], skip_unrelated=True, check=True)
     assert [(s['action'], s['patch']) for s in result['plan']] == [
         ('disable', 'c'), ('unload', 'c'), ('disable', 'b'), ('unload', 'b'), ('load', 'b'), ('load', 'c')]
-    assert not any('skip_unrelated' in note for note in result.get('notes', []))
+    assert result['notes'] == ['rule skip_unrelated not applied: popped and pushed again: c (calls_patched with b)']
     assert sorted(set((r['lower'], r['upper'], r['kind']) for r in result['relations'])) == [
         ('b', 'c', 'calls_patched')]
+
+
+def related_stack(host, capsys, monkeypatch):
+    """Live a, b, c, d; c calls the function b replaces, d patches one of its own. Returns the
+    entries of a, b v2, c, d."""
+    a, b, d = (write(host, name, 'v1', funcs=(('vmlinux', 'f_' + name, 0),)) for name in 'abd')
+    b2 = write(host, 'b', 'v2', funcs=(('vmlinux', 'f_b', 0),))
+    c = write(host, 'c', 'v1', funcs=(('vmlinux', 'f_c', 0),), undefined=('f_b',))
+    rel_stack(host, capsys, monkeypatch, [a, b, c, d])
+    return [a, b2, c, d]
+
+
+def test_check_mode_names_the_relations_of_the_patches_popped_and_pushed_again(host, capsys, monkeypatch):
+    """Option off: the plan is the stack's, and check mode shows what ties c and d to b (issue 13)."""
+    entries = related_stack(host, capsys, monkeypatch)
+    check = rel_stack(host, capsys, monkeypatch, entries, check=True)
+    assert [(s['action'], s['patch']) for s in check['plan']][:2] == [('disable', 'd'), ('unload', 'd')]
+    assert 'notes' not in check
+    # c and d are popped and pushed again; b (both builds) is what changes; a is kept and not asked about
+    assert [(r['lower'], r['upper'], r['kind'], r['source']) for r in check['relations']] == [
+        ('b', 'c', 'calls_patched', 'file')]
+    assert check['relations'][0]['evidence'] == ['c references f_b, which b replaces (vmlinux:f_b,1)']
+    # a real run with the option off does not read the evidence, and says nothing new
+    done = rel_stack(host, capsys, monkeypatch, entries)
+    assert done['changed'] and 'relations' not in done and 'notes' not in done
+    # nothing popped and pushed again (one patch pushed on top): nothing to say
+    e = write(host, 'e', 'v1', funcs=(('vmlinux', 'f_e', 0),))
+    assert 'relations' not in rel_stack(host, capsys, monkeypatch, entries + [e], check=True)
+
+
+def test_check_mode_counts_a_popped_patch_without_evidence_as_unknown(host, capsys, monkeypatch):
+    """The journal points the live d at a file that is gone: its pairs in the live stack are unknown."""
+    entries = related_stack(host, capsys, monkeypatch)
+    with open(host.journal.path) as handle:
+        journal = json.load(handle)
+    journal['d']['path'] = str(host.dir / 'gone.ko')
+    with open(host.journal.path, 'w') as handle:
+        json.dump(journal, handle)
+    check = rel_stack(host, capsys, monkeypatch, entries, check=True)
+    assert sorted((r['lower'], r['upper'], r['kind']) for r in check['relations']) == [
+        ('b', 'c', 'calls_patched'), ('b', 'd', 'unknown')]
+    unknown = [r for r in check['relations'] if r['kind'] == 'unknown'][0]
+    assert any('gone.ko could not be read (missing_file)' in line for line in unknown['evidence'])
+
+
+def test_skip_unrelated_names_each_patch_popped_again_with_its_relations(host, capsys, monkeypatch):
+    entries = related_stack(host, capsys, monkeypatch)
+    result = rel_stack(host, capsys, monkeypatch, entries, skip_unrelated=True, check=True)
+    assert result['notes'] == ['rule skip_unrelated not applied: popped and pushed again: c (calls_patched with b); '
+                               'd (none seen; popped with a patch below it)']
