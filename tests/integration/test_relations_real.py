@@ -106,4 +106,6 @@ def test_skip_unrelated_on_a_real_kernel(vm):
         vm, ['lab_rel_free1', 'lab_rel_same2', 'lab_rel_caller'], skip_unrelated=True))
     assert actions(related)[:2] == [('disable', 'lab_rel_caller'), ('unload', 'lab_rel_caller')]
     assert ('lab_rel_callee', 'lab_rel_caller', 'calls_patched') in triples(related['relations'], 'file')
+    assert related['notes'] == ['rule skip_unrelated not applied: popped and pushed again: lab_rel_caller '
+                                '(calls_patched with lab_rel_callee)']
     assert live_patches(vm) == ['lab_rel_free1', 'lab_rel_same2', 'lab_rel_caller']
