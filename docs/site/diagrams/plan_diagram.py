@@ -175,7 +175,7 @@ def draw(title, live, desired, plan, labels):
         out.append('<text x="30" y="%d" font-size="16" %s fill="#222"><tspan font-weight="bold">%d. %s %s'
                    '</tspan> - %s</text>' % values)
     y += 34
-    legend = [(KEPT, False, 'kept (common bottom)'), (POPPED, False, 'popped or retired'), (PUSHED, False, 'pushed'),
+    legend = [(KEPT, False, 'kept, live throughout'), (POPPED, False, 'popped or retired'), (PUSHED, False, 'pushed'),
               (OFF, True, 'off the stack, module still loaded')]
     x = 20
     for colours, dashed, text in legend:
