@@ -16,14 +16,16 @@ restore installed); then, in the same run and with the same inventory and ``--fo
               ``unchanged`` for every host, else the benchmark fails
 ``ping``      again, to see how much the machine's load moved meanwhile
 
-Counted per host, two ways:
+Counted per host, three ways:
 
 * remote executions: every ``ssh`` command Ansible starts, through an ``ssh_executable`` wrapper
   that logs it with the host (each inventory name carries ``-o HostKeyAlias=NAME``). Pipelining is
   on (``ANSIBLE_PIPELINING=True``, as in tests/fleet), so one module run is one ssh command;
 * module runs by task: a callback (``fleet_count``, written next to the wrapper) lists the tasks
   that ran a module on each host, and those delegated to the controller (localhost), which cost no
-  ssh but a local Python process each.
+  ssh but a local Python process each;
+* CPU seconds: the guest's busy time over the run (``/proc/stat``), and the controller's (the
+  ansible processes' user + system time), each divided by the number of hosts.
 
 The guest is one TCG vCPU: the remote side of every host runs on it one after another, whatever
 the forks; the ratio is the honest part, the absolute times are the lab's, not a fleet's.
@@ -166,11 +168,12 @@ def write_inventory(path: str, names: list, vm: klab.VM, stack: list) -> None:
 class Runner:
     """Runs ansible commands with the wrapper and the callback, and collects what they counted."""
 
-    def __init__(self, work: str, inventory: str, forks: int, collections: str):
+    def __init__(self, work: str, inventory: str, forks: int, collections: str, guest_cpu=None):
         self.work = work
         self.inventory = inventory
         self.forks = forks
         self.serial = 0
+        self.guest_cpu = guest_cpu or (lambda: 0.0)
         wrapper = os.path.join(work, 'ssh')
         with open(wrapper, 'w', encoding='utf-8') as out:
             out.write(SSH_WRAPPER)
@@ -191,6 +194,7 @@ class Runner:
         counted = os.path.join(self.work, f'{self.serial:02d}-{what}.callback.json')
         env = dict(self.env, FLEET_COST_SSH_LOG=ssh_log, FLEET_COST_CALLBACK_OUT=counted, **extra_env)
         open(ssh_log, 'w', encoding='utf-8').close()
+        guest = self.guest_cpu()
         cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.monotonic()
         done = subprocess.run(argv + ['-i', self.inventory, '--forks', str(self.forks)], cwd=self.work, env=env,
@@ -198,6 +202,7 @@ class Runner:
         wall = time.monotonic() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu_s = (after.ru_utime - cpu.ru_utime) + (after.ru_stime - cpu.ru_stime)
+        guest_s = self.guest_cpu() - guest
         if done.returncode != 0:
             raise SystemExit(f'{what}: {argv} exit {done.returncode}\n{done.stdout[-6000:]}\n{done.stderr[-3000:]}')
         per_host = collections.Counter()
@@ -209,7 +214,8 @@ class Runner:
                 commands[command] += 1
         with open(counted, encoding='utf-8') as handle:
             runs = json.load(handle)
-        return {'what': what, 'wall_s': round(wall, 1), 'controller_cpu_s': round(cpu_s, 1), 'ssh_per_host': dict(per_host), 'ssh_commands': dict(commands),
+        return {'what': what, 'wall_s': round(wall, 1), 'controller_cpu_s': round(cpu_s, 1), 'guest_cpu_s': round(guest_s, 1),
+                'ssh_per_host': dict(per_host), 'ssh_commands': dict(commands),
                 'tasks': runs}
 
 
@@ -224,13 +230,22 @@ def summarise(result: dict, names: list) -> dict:
             changed[run['task']] += bool(run.get('changed'))
     hosts = len(names)
     return {
-        'wall_s': result['wall_s'], 'controller_cpu_s': result['controller_cpu_s'],
+        'wall_s': result['wall_s'], 'controller_cpu_s': result['controller_cpu_s'], 'guest_cpu_s': result['guest_cpu_s'],
         'ssh_per_host_min': min(ssh), 'ssh_per_host_max': max(ssh), 'ssh_per_host_mean': round(sum(ssh) / hosts, 2),
         'unknown_ssh': result['ssh_per_host'].get('unknown', 0),
         'remote_tasks_per_host': {task: round(count / hosts, 2) for task, count in remote.items()},
         'controller_tasks_per_host': {task: round(count / hosts, 2) for task, count in controller.items()},
         'changed_tasks': {task: count for task, count in changed.items() if count},
     }
+
+
+def guest_busy_seconds(vm: klab.VM) -> float:
+    """CPU time the guest spent busy since its boot (user, nice, system, irq, softirq of /proc/stat's
+    cpu line, in USER_HZ = 100 per second: proc(5)): what the remote side of a run cost, whichever
+    host name it ran for. Read through the lab's own ssh connection, outside the runs' counts."""
+    fields = vm.ssh('head -n1 /proc/stat').stdout.split()
+    user, nice, system, _idle, _iowait, irq, softirq = (int(field) for field in fields[1:8])
+    return (user + nice + system + irq + softirq) / 100.0
 
 
 def converge_statuses(report_dir: str) -> collections.Counter:
@@ -249,7 +264,7 @@ def measure(vm: klab.VM, work: str, hosts: int, forks: int, collections: str, pi
         stack.append({'src': f'patches/{vm.release}/{name}.ko', 'sha256': sha256(os.path.join(patches, f'{name}.ko'))})
     inventory = os.path.join(work, 'inventory.yml')
     write_inventory(inventory, names, vm, stack)
-    runner = Runner(work, inventory, forks, collections)
+    runner = Runner(work, inventory, forks, collections, guest_cpu=lambda: guest_busy_seconds(vm))
     playbook = [tool('ansible-playbook'), 'kernelops.livepatch.converge']
     report = os.path.join(work, 'report')
     setup = runner.run('setup', playbook + ['--limit', names[0], '-e', f'livepatch_report_dir={report}-setup'])
@@ -329,6 +344,12 @@ def main(argv=None) -> int:
         print(f"{result['forks']:>5} {result['hosts']:>5} {ping:>8.1f} {result['converge']['wall_s']:>10.1f} "
               f"{result['ratio']:>6.2f} {result['ping']['ssh_per_host_mean']:>13} "
               f"{result['converge']['ssh_per_host_mean']:>17} {local:>21}")
+    print(f"{'forks':>5} {'run':>10} {'guest CPU s/host':>16} {'controller CPU s/host':>21}")
+    for result in results:
+        for what in ('ping', 'converge', 'ping_again'):
+            run = result[what]
+            print(f"{result['forks']:>5} {what:>10} {run['guest_cpu_s'] / result['hosts']:>16.3f} "
+                  f"{run['controller_cpu_s'] / result['hosts']:>21.3f}")
     for result in results:
         print(f"forks {result['forks']}: remote module runs per host in the no-op converge, by task: "
               f"{json.dumps(result['converge']['remote_tasks_per_host'])}; on the controller: "
