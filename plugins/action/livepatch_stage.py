@@ -6,8 +6,10 @@
 
 The module decides on the host (it alone sees what is there); this plugin resolves each ``src``
 against the documented base, and only when the module names files it lacks (``need``) reads and
-hashes them here, sends the ones to copy and calls the module again. A run with nothing to copy
-is one module call.
+hashes them here, sends the ones to copy and calls the module again. The boot restore's files
+(``restore_install=present``) are this collection's own: their checksums go with the first call,
+and the ones the host lacks (``need_restore``) go in one transfer with the second. A run with
+nothing to copy is one module call.
 """
 
 from __future__ import annotations
@@ -44,32 +46,44 @@ class ActionModule(ActionBase):
         args = _sources.resolve_src(validation.validated_parameters, base)
         args.pop('_controller', None)
         host = task_vars.get('inventory_hostname', 'the host')
+        restore = {}
+        if args.get('restore_install') == 'present':
+            restore = _sources.restore_files(COLLECTION_ROOT)
+            args['_controller'] = {'restore': _sources.restore_manifest(restore)}
         try:
             first = self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)
-            if first.get('failed') or not first.get('need'):
+            if first.get('failed') or not (first.get('need') or first.get('need_restore')):
                 if first.get('rule') == _sources.BAD_PATCH_FILE:
                     first['msg'] = '%s; nothing on %s was changed.' % (first.get('msg'), host)
                 result.update(first)
                 return result
-            try:
-                controller = {'files': _sources.check_needed(first['need'], host)}
-            except LivepatchError as exc:
-                return self._refuse(result, exc)
-            if not self._task.check_mode:
-                controller['sources'] = self._send(first['need'])
+            controller = dict(args.get('_controller') or {})
+            if first.get('need'):
+                try:
+                    controller['files'] = _sources.check_needed(first['need'], host)
+                except LivepatchError as exc:
+                    return self._refuse(result, exc)
+                if not self._task.check_mode:
+                    controller['sources'] = self._send(first['need'])
+            if first.get('need_restore'):
+                controller['bundle'] = self._send_bundle(_sources.restore_bundle(restore, first['need_restore']))
             args['_controller'] = controller
             second = self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)
-            if second.get('need'):
+            if second.get('need') or second.get('need_restore'):
+                lacking = [item['src'] for item in second.get('need') or ()] + list(second.get('need_restore') or ())
                 second.update(failed=True, rule='internal_error',
-                              msg='the host still lacks %s after they were sent' % [item['src'] for item in second['need']])
+                              msg='the host still lacks %s after they were sent' % lacking)
             result.update(second)
             return result
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)
 
+    def _tmpdir(self):
+        return self._connection._shell.tmpdir or self._make_tmp_path()
+
     def _send(self, need):
         """Put each file to copy in the remote temporary directory; the module checks its sha256 again."""
-        tmpdir = self._connection._shell.tmpdir or self._make_tmp_path()
+        tmpdir = self._tmpdir()
         sources = {}
         for item in need:
             remote = self._connection._shell.join_path(tmpdir, item['sha256'])
@@ -77,3 +91,11 @@ class ActionModule(ActionBase):
             sources[item['sha256']] = remote
         self._fixup_perms2([tmpdir] + list(sources.values()))
         return sources
+
+    def _send_bundle(self, data):
+        """The boot restore's files the host lacks, in one transfer; the module checks each sha256."""
+        tmpdir = self._tmpdir()
+        remote = self._connection._shell.join_path(tmpdir, 'restore-files.json')
+        self._transfer_data(remote, data)
+        self._fixup_perms2([tmpdir, remote])
+        return remote

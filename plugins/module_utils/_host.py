@@ -35,7 +35,7 @@ from ansible_collections.kernelops.livepatch.plugins.module_utils._values import
 __all__ = ['LOCK_PATH', 'JOURNAL_DIR', 'RECORD_SCHEMA', 'HostLock', 'Journal', 'RecordEntry', 'BootRecord',
            'read_record', 'write_record', 'write_json_atomically', 'write_text_atomically', 'ours_from',
            'MARKER_NAME', 'REPORT_NAME', 'RESTORE_STATUSES', 'write_marker', 'read_marker', 'clear_marker',
-           'write_report', 'read_report']
+           'write_report', 'read_report', 'read_restore']
 
 LOCK_PATH = '/run/kernelops-livepatch.lock'
 JOURNAL_DIR = '/run/kernelops-livepatch'
@@ -340,3 +340,13 @@ def read_report(path: str) -> Optional[Dict[str, Any]]:
         return {'schema': RESTORE_SCHEMA, 'status': 'failed', 'patch': None, 'time': '', 'rule': 'bad_record',
                 'message': 'the restore report %s cannot be read' % path, 'loaded': []}
     return data
+
+
+def read_restore(release_dir: str) -> Optional[Dict[str, Any]]:
+    """The last boot's restore report with the crash marker left beside it (``marker``), or None
+    when neither is there: what ``livepatch_info`` and ``livepatch_stage`` return as ``restore``."""
+    report = read_report(os.path.join(release_dir, REPORT_NAME))
+    marker = read_marker(os.path.join(release_dir, MARKER_NAME))
+    if report is None and marker is None:
+        return None
+    return dict(report or {'schema': RESTORE_SCHEMA, 'status': None}, marker=marker)

@@ -23,12 +23,13 @@ and its boot record written, for the boot restore when the host boots that kerne
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import os
 import shutil
 import stat
 import tempfile
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.kernelops.livepatch.plugins.module_utils._errors import LivepatchError
 from ansible_collections.kernelops.livepatch.plugins.module_utils._host import (
@@ -40,7 +41,7 @@ from ansible_collections.kernelops.livepatch.plugins.module_utils._kofile import
 from ansible_collections.kernelops.livepatch.plugins.module_utils._values import value_object
 
 __all__ = ['BAD_PATCH_FILE', 'Patch', 'Target', 'Env', 'FileInfo', 'Decision', 'dest_path', 'sha256_of',
-           'targets_from', 'check_sha256s', 'decide', 'carry_out', 'check_info']
+           'targets_from', 'check_sha256s', 'decide', 'carry_out', 'check_info', 'file_state', 'install_file']
 
 BAD_PATCH_FILE = 'bad_patch_file'
 RECORD = 'stack.json'
@@ -209,11 +210,11 @@ def _host_info(path: str, trust: FileTrust, label: str) -> FileInfo:
                     livepatch=info.livepatch)
 
 
-def _file_state(dest: str, sha256: str, env: Env) -> str:
+def file_state(dest: str, sha256: str, env: Env, what: str = 'a patch file') -> str:
     """right (checksum, owner and mode as we write them), fix (checksum right, owner or mode not) or copy."""
     digest, why = sha256_of(dest)
     if digest is None and why not in ('missing', 'Not a directory'):
-        raise LivepatchError('not_regular_file', '%s is in the way of a patch file: %s; remove it' % (dest, why))
+        raise LivepatchError('not_regular_file', '%s is in the way of %s: %s; remove it' % (dest, what, why))
     if digest != sha256:
         return 'copy'
     st = os.lstat(dest)
@@ -251,7 +252,7 @@ def decide(running: Optional[Target], staged: Sequence[Target], env: Env, *, rem
             label = patch.name or patch.src or patch.path or str(patch.index)
             if patch.src:
                 dest = dest_path(env.dir, target.release, patch.sha256, patch.src)
-                state = _file_state(dest, patch.sha256, env)
+                state = file_state(dest, patch.sha256, env)
                 files.append({'release': target.release, 'index': patch.index, 'dest': dest, 'sha256': patch.sha256,
                               'state': state})
                 if state == 'copy':
@@ -337,15 +338,15 @@ def _make_dirs(path: str, env: Env) -> None:
         os.chmod(directory, _DIR_MODE)
 
 
-def _install(source: str, dest: str, sha256: str, env: Env) -> None:
-    """Copy ``source`` to ``dest`` through a temp file in the same directory: never a torn patch file."""
+def install_file(chunks: Iterable[bytes], dest: str, sha256: str, env: Env) -> None:
+    """Write ``chunks`` to ``dest``: a temp file beside it, root's 0644, fsynced, renamed: never a torn file."""
     directory = os.path.dirname(dest)
     _make_dirs(directory, env)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix='.%s.' % os.path.basename(dest))
     try:
         digest = hashlib.sha256()
-        with open(source, 'rb') as handle, os.fdopen(fd, 'wb') as out:
-            for chunk in iter(lambda: handle.read(_CHUNK), b''):
+        with os.fdopen(fd, 'wb') as out:
+            for chunk in chunks:
                 digest.update(chunk)
                 out.write(chunk)
             out.flush()
@@ -380,7 +381,8 @@ def carry_out(decision: Decision, sources: Mapping[str, str], env: Env) -> List[
                 source = sources.get(item['sha256'])
                 if not source:
                     raise LivepatchError('internal_error', 'no copy of %s was sent to the host' % item['dest'])
-                _install(source, item['dest'], item['sha256'], env)
+                with open(source, 'rb') as handle:
+                    install_file(iter(functools.partial(handle.read, _CHUNK), b''), item['dest'], item['sha256'], env)
                 copied.append(item['dest'])
             elif item['state'] == 'fix':
                 os.chown(item['dest'], *env.owner, follow_symlinks=False)

@@ -9,8 +9,9 @@ PRIVATE: this module_util may change at any time.
 
 Besides the files (:mod:`._stage`), the run reads what the role's later tasks need, in the same
 round trip: the running release, whether systemd runs (``sd_booted(3)``: ``/run/systemd/system``
-exists), whether the restore unit is enabled, the checksums of files the role installs, and the
-build ID of each live patch (docs/developer.md §9.7).
+exists), whether the restore unit is enabled, the checksums of files the role installs, the
+build ID of each live patch (docs/developer.md §9.7), and what the last boot's restore reported
+beside the running release's record (its crash marker and report, docs/developer.md §10.6).
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import os
 import traceback
 from typing import Any, Dict, List, Optional
 
-from ansible_collections.kernelops.livepatch.plugins.module_utils import _stage
+from ansible_collections.kernelops.livepatch.plugins.module_utils import _stage, _stage_restore
 from ansible_collections.kernelops.livepatch.plugins.module_utils._errors import LivepatchError
-from ansible_collections.kernelops.livepatch.plugins.module_utils._host import HostLock
+from ansible_collections.kernelops.livepatch.plugins.module_utils._host import HostLock, read_restore
 from ansible_collections.kernelops.livepatch.plugins.module_utils._observe import observe
 
 __all__ = ['real_env', 'run']
@@ -31,7 +32,7 @@ def real_env(module: Any) -> _stage.Env:
     """The managed host itself. Tests replace this function with one returning a temporary tree."""
     timeout = module.params['lock_timeout']
     return _stage.Env(dir=os.path.normpath(module.params['dir']), release=os.uname()[2],
-                      lock=lambda: HostLock(timeout=timeout))
+                      root=module.params['root'], lock=lambda: HostLock(timeout=timeout))
 
 
 def _checksums(paths: List[str]) -> Dict[str, str]:
@@ -57,7 +58,9 @@ def _probe(module: Any, env: _stage.Env) -> Dict[str, Any]:
     snapshot = observe(env.root)
     return {'release': env.release, 'service_mgr': 'systemd' if systemd else 'other', 'unit_state': unit_state,
             'checksums': _checksums(module.params['checksums']),
-            'builds': dict((patch.name, patch.build_id) for patch in snapshot.stack)}
+            'builds': dict((patch.name, patch.build_id) for patch in snapshot.stack),
+            # The crash-loop guard's input (docs/developer.md §10.6), read by _host's own readers.
+            'restore': read_restore(os.path.join(env.dir, env.release))}
 
 
 def _diff(decision: _stage.Decision, env: _stage.Env) -> List[Dict[str, str]]:
@@ -86,6 +89,19 @@ def _diff(decision: _stage.Decision, env: _stage.Env) -> List[Dict[str, str]]:
     return out
 
 
+def _restore_plan(params: Dict[str, Any], controller: Dict[str, Any], env: _stage.Env,
+                  systemd: bool) -> Optional[_stage_restore.RestorePlan]:
+    """What installing or removing the boot restore's files does; None: not asked, or no systemd to run it."""
+    state = params.get('restore_install')
+    if not state or (state == 'present' and not systemd):
+        return None
+    manifest = _stage_restore.check_manifest(controller.get('restore') or {})
+    if state == 'present' and not manifest:
+        raise LivepatchError('bad_input', 'restore_install=present needs the list of the collection\'s restore files, '
+                             'which the action plugin livepatch_stage sends; run the module by its name')
+    return _stage_restore.decide(params['restore_dir'], state, manifest, env)
+
+
 def _run(module: Any, env: _stage.Env) -> Dict[str, Any]:
     params = module.params
     controller = params.get('_controller') or {}
@@ -97,20 +113,30 @@ def _run(module: Any, env: _stage.Env) -> Dict[str, Any]:
     _stage.check_sha256s(([running] if running else []) + staged)
     decision = _stage.decide(running, staged, env, remove_old=params['remove_old_releases'], current=env.release,
                              controller=controller.get('files') or {})
+    plan = _restore_plan(params, controller, env, result['service_mgr'] == 'systemd')
     result.update({'selected': running is not None, 'patches': list(decision.running),
-                   'files': list(decision.files), 'staged': decision.staged()})
-    if decision.need:
-        # Nothing changed yet: the action plugin checks these on the controller and calls again.
-        result['need'] = list(decision.need)
+                   'files': list(decision.files), 'staged': decision.staged(),
+                   'restore_changes': [change.as_dict() for change in plan.changes] if plan else []})
+    # Check mode needs no bytes: the checksums alone say what would be copied.
+    restore_bytes = plan.copies if plan and not module.check_mode and not controller.get('bundle') else []
+    if decision.need or restore_bytes:
+        # Nothing changed yet: the action plugin checks and sends these from the controller and calls again.
+        result.update(dict(need=list(decision.need)) if decision.need else {})
+        result.update(dict(need_restore=restore_bytes) if restore_bytes else {})
         return result
     if module._diff:
-        result['diff'] = _diff(decision, env)
-    result['changed'] = decision.changes
-    if module.check_mode or not decision.changes:
+        result['diff'] = _diff(decision, env) + ([_stage_restore.diff(plan)] if plan and plan.changes else [])
+    result['changed'] = decision.changes or bool(plan and plan.changes)
+    if module.check_mode or not result['changed']:
         return result
     if os.geteuid() != 0:
         raise LivepatchError('not_root', 'copying patch files and writing boot records needs root (become: true)')
-    result['copied'] = _stage.carry_out(decision, controller.get('sources') or {}, env)
+    # The bytes are checked before anything changes: a wrong copy leaves the host as it was.
+    data = _stage_restore.read_bundle(controller['bundle'], plan) if plan and plan.copies else {}
+    if decision.changes:
+        result['copied'] = _stage.carry_out(decision, controller.get('sources') or {}, env)
+    if plan and plan.changes:
+        _stage_restore.carry_out(plan, data, env)
     return result
 
 

@@ -517,7 +517,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kernelops.livepatch.plugins.module_utils._errors import LivepatchError
 from ansible_collections.kernelops.livepatch.plugins.module_utils._host import (
-    JOURNAL_DIR, MARKER_NAME, REPORT_NAME, Journal, ours_from, read_marker, read_record, read_report,
+    JOURNAL_DIR, Journal, ours_from, read_record, read_restore,
 )
 from ansible_collections.kernelops.livepatch.plugins.module_utils._observe import observe
 from ansible_collections.kernelops.livepatch.plugins.module_utils._plan import foreign_patches
@@ -558,15 +558,6 @@ def read_relations(root, live_stack, files, journal, record):
     paths = list(files) + [path for path in names if path not in files]
     builds = dict((patch.name, patch.build_id) for patch in live_stack)
     return [relation.as_dict() for relation in relations(gather(root, live, paths, open_module, builds, names))]
-
-
-def read_restore(release_dir):
-    """The last boot's restore report and the crash marker left beside the record, or None."""
-    report = read_report(os.path.join(release_dir, REPORT_NAME))
-    marker = read_marker(os.path.join(release_dir, MARKER_NAME))
-    if report is None and marker is None:
-        return None
-    return dict(report or {'schema': 1, 'status': None}, marker=marker)
 
 
 def main():

@@ -99,6 +99,29 @@ options:
   unit:
     description: A systemd unit whose C(systemctl is-enabled) state to return in RV(unit_state).
     type: str
+  restore_install:
+    description:
+      - V(present) installs the boot restore of the role (its unit runs it) in O(restore_dir) where systemd runs
+        (C(/run/systemd/system) exists below O(root)), V(absent) removes it; unset, it is left as it is.
+      - The restore is C(livepatch_restore.py) (the role's C(files/)) and this collection's module_utils under
+        C(ansible_collections/kernelops/livepatch/plugins/module_utils/); the action plugin sends the checksums of its
+        own copies, and the bytes only of the files whose checksum differs on the host, in one transfer.
+      - Files are written through a temp file, fsync and rename, root-owned, mode 0644, in root-owned 0755 directories;
+        module_utils files the collection no longer has are removed from that directory. A symbolic link or anything
+        other than a directory in place of one of these directories is refused with rule C(unsafe_path), anything
+        other than a regular file in place of one of the files with rule C(not_regular_file); nothing is written.
+      - V(absent) removes those files (and the byte code Python compiled from them), then each of these directories
+        that is left empty; what anyone else put there stays, with the directories holding it.
+    type: str
+    choices: [present, absent]
+  restore_dir:
+    description: Directory of the boot restore (the role's unit runs C(livepatch_restore.py) from it).
+    type: path
+    default: /usr/local/libexec/kernelops-livepatch
+  root:
+    description: Read C(/sys), C(/proc) and C(/run) below this directory instead of C(/) (tests, chroots).
+    type: path
+    default: /
   _controller:
     description: Set by the action plugin (what it read on the controller, and the copies it sent); not for users.
     type: dict
@@ -108,7 +131,9 @@ attributes:
     description: Reports what would be copied, staged and removed, and changes nothing.
   diff_mode:
     support: full
-    description: Shows the files that would be copied and the boot records that would change, per release.
+    description:
+      - Shows the files that would be copied and the boot records that would change, per release, and the boot restore's
+        files and directories that would be written, fixed or removed.
   idempotent:
     support: full
     description: A second run with the same stacks copies and writes nothing.
@@ -205,6 +230,27 @@ builds:
   returned: always
   type: dict
   sample: {lp_a: 5f3c1b7a9e0d2c4b6a8f1e3d5c7b9a0f2e4d6c8b}
+restore:
+  description:
+    - "As RV(kernelops.livepatch.livepatch_info#module:restore), for the running release: O(dir)/RELEASE/restore.json and
+      restore.marker. The role's crash-loop guard reads it."
+  returned: always
+  type: dict
+restore_changes:
+  description:
+    - What O(restore_install) changed (or, in check mode, would change), in order; empty when the boot restore is
+      as it should be. C(action) is V(create), V(fix) (owner or mode), V(copy) or V(remove).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{path: /usr/local/libexec/kernelops-livepatch/ansible_collections/kernelops/livepatch/plugins/module_utils/_host.py,
+            action: copy}]
+need_restore:
+  description: Boot restore files (paths below O(restore_dir)) whose bytes the action plugin must send; it calls again.
+  returned: when O(restore_install=present) and a file differs on the host, outside check mode
+  type: list
+  elements: str
+  sample: [ansible_collections/kernelops/livepatch/plugins/module_utils/_host.py]
 need:
   description: Files to copy whose bytes are on the controller; the action plugin sends them and calls again.
   returned: when a file must be read on the controller

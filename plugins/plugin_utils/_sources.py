@@ -16,7 +16,9 @@ release (docs/developer.md §2.5).
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import os
 import stat
 from typing import Any, Dict, List, Mapping, Optional, Sequence
@@ -26,8 +28,9 @@ from ansible_collections.kernelops.livepatch.plugins.module_utils._elf import (
 )
 from ansible_collections.kernelops.livepatch.plugins.module_utils._errors import LivepatchError
 from ansible_collections.kernelops.livepatch.plugins.module_utils._stage import BAD_PATCH_FILE, FileInfo, check_info
+from ansible_collections.kernelops.livepatch.plugins.module_utils._stage_restore import SCRIPT, UTILS, UTIL_NAME
 
-__all__ = ['src_base', 'resolve_src', 'check_needed']
+__all__ = ['src_base', 'resolve_src', 'check_needed', 'restore_files', 'restore_manifest', 'restore_bundle']
 
 
 def src_base(src_dir: Optional[str], playbook_dir: Optional[str], collection_root: str, cwd: str) -> str:
@@ -122,3 +125,33 @@ def check_needed(need: Sequence[Mapping[str, Any]], host: str) -> Dict[str, Dict
     if bad:
         raise LivepatchError(BAD_PATCH_FILE, '%s; nothing on %s was changed.' % ('; '.join(bad), host))
     return files
+
+
+def restore_files(collection_root: str) -> Dict[str, str]:
+    """The boot restore's files, as the host gets them (path below the restore directory) -> file here:
+    the role's thin entry script and every module_utils file of this collection (the restore imports
+    them as ``ansible_collections.kernelops.livepatch.plugins.module_utils``)."""
+    utils = os.path.join(collection_root, 'plugins', 'module_utils')
+    files = {SCRIPT: os.path.join(collection_root, 'roles', 'livepatch_stack', 'files', SCRIPT)}
+    for name in sorted(os.listdir(utils)):
+        if UTIL_NAME.match(name) and os.path.isfile(os.path.join(utils, name)):
+            files['%s/%s' % (UTILS, name)] = os.path.join(utils, name)
+    return files
+
+
+def restore_manifest(files: Mapping[str, str]) -> Dict[str, str]:
+    """Path below the restore directory -> sha256: the host compares, and asks only for what differs."""
+    out = {}
+    for rel, path in files.items():
+        with open(path, 'rb') as handle:
+            out[rel] = hashlib.sha256(handle.read()).hexdigest()
+    return out
+
+
+def restore_bundle(files: Mapping[str, str], wanted: Sequence[str]) -> str:
+    """The files the host asked for, in one JSON document (path -> base64): one transfer, not one per file."""
+    out = {}
+    for rel in wanted:
+        with open(files[rel], 'rb') as handle:
+            out[rel] = base64.b64encode(handle.read()).decode('ascii')
+    return json.dumps(out, sort_keys=True)

@@ -7,13 +7,16 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +26,7 @@ from ansible_collections.kernelops.livepatch.plugins.module_utils import _stage,
 from ansible_collections.kernelops.livepatch.plugins.module_utils._host import HostLock
 from ansible_collections.kernelops.livepatch.plugins.module_utils._kofile import FileTrust, open_module
 from ansible_collections.kernelops.livepatch.plugins.modules import livepatch_stage
+from ansible_collections.kernelops.livepatch.plugins.plugin_utils import _sources
 
 from collection_tree import collection_tree
 from kofactory import make_ko
@@ -126,3 +130,206 @@ def test_the_action_plugin_copies_once_and_refuses_a_wrong_checksum(tmp_path):
     assert done.returncode != 0
     assert 'lp_x.ko has sha256 %s, not the %s given; nothing on here was changed.' % (digest, '0' * 64) in done.stdout
     assert 'bad_patch_file' in done.stdout
+
+
+# --- the boot restore's files (restore_install) -------------------------------------------------
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+UTILS_REL = 'ansible_collections/kernelops/livepatch/plugins/module_utils'
+
+
+def expected_tree():
+    """What the restore directory must hold, read here from the checkout: relative path -> bytes."""
+    out = {'livepatch_restore.py': (Path(REPO) / 'roles' / 'livepatch_stack' / 'files' / 'livepatch_restore.py').read_bytes()}
+    for path in sorted((Path(REPO) / 'plugins' / 'module_utils').glob('*.py')):
+        out['%s/%s' % (UTILS_REL, path.name)] = path.read_bytes()
+    return out
+
+
+def installed(top):
+    """relative path -> (bytes, uid, mode) of every regular file below ``top``, and (uid, mode) of each directory."""
+    files, dirs = {}, {}
+    for where, names, found in os.walk(top):
+        st = os.lstat(where)
+        dirs[os.path.relpath(where, top)] = (st.st_uid, stat.S_IMODE(st.st_mode))
+        for name in found:
+            path = os.path.join(where, name)
+            st = os.lstat(path)
+            if stat.S_ISREG(st.st_mode):
+                files[os.path.relpath(path, top)] = (Path(path).read_bytes(), st.st_uid, stat.S_IMODE(st.st_mode))
+    return files, dirs
+
+
+@pytest.fixture
+def restore(env, tmp_path):
+    """Module arguments as the action plugin sends them, with a bundle of every file in the temp tree."""
+    files = _sources.restore_files(REPO)
+    bundle = tmp_path / 'bundle.json'
+    bundle.write_text(_sources.restore_bundle(files, sorted(files)))
+    top = str(tmp_path / 'libexec' / 'kernelops-livepatch')
+    return {'restore_install': 'present', 'restore_dir': top,
+            '_controller': {'restore': _sources.restore_manifest(files), 'bundle': str(bundle)}}
+
+
+def test_restore_files_check_mode_predicts_the_run_and_a_second_run_changes_nothing(restore, capsys):
+    top = restore['restore_dir']
+    ask = dict(restore, _controller={'restore': restore['_controller']['restore']})
+    first = run(capsys, **ask)
+    assert first['rc'] == 0 and first['changed'] is False and not os.path.exists(top)
+    assert sorted(first['need_restore']) == sorted(expected_tree())  # nothing there: every file is asked for
+    predicted = run(capsys, check=True, diff=True, **ask)
+    assert 'need_restore' not in predicted and not os.path.exists(top)  # check mode needs no bytes
+    done = run(capsys, diff=True, **restore)
+    assert done['rc'] == 0 and done['changed'] is True, done
+    assert done['restore_changes'] == predicted['restore_changes'] and done['diff'] == predicted['diff']
+    want = expected_tree()
+    assert sum(1 for change in done['restore_changes'] if change['action'] == 'copy') == len(want)
+    files, dirs = installed(top)
+    assert dict((rel, data) for rel, (data, _uid, _mode) in files.items()) == want
+    assert set((uid, mode) for _data, uid, mode in files.values()) == {(os.getuid(), 0o644)}
+    assert sorted(dirs) == ['.', 'ansible_collections', 'ansible_collections/kernelops',
+                            'ansible_collections/kernelops/livepatch', 'ansible_collections/kernelops/livepatch/plugins',
+                            UTILS_REL]
+    assert set(dirs.values()) == {(os.getuid(), 0o755)}
+    assert '(sha256 ' in done['diff'][-1]['after'] and 'livepatch_restore.py' in done['diff'][-1]['after']
+    again = run(capsys, check=True, **ask)
+    assert (again['changed'], again['restore_changes'], again.get('need_restore')) == (False, [], None)
+    again = run(capsys, **ask)
+    assert (again['changed'], again['restore_changes'], again.get('need_restore')) == (False, [], None)
+
+
+def test_restore_files_only_what_differs_a_stale_file_removed_others_left(restore, capsys):
+    top = restore['restore_dir']
+    assert run(capsys, **restore)['changed'] is True
+    utils = os.path.join(top, UTILS_REL)
+    with open(os.path.join(utils, '_host.py'), 'a') as handle:
+        handle.write('# changed\n')
+    os.chmod(os.path.join(utils, '_plan.py'), 0o664)
+    os.chmod(os.path.join(top, 'ansible_collections'), 0o775)
+    Path(utils, '_gone.py').write_text('# a module_utils file the collection no longer has\n')
+    Path(utils, 'notes.txt').write_text('not ours to remove\n')
+    os.symlink('_host.py', os.path.join(utils, '_link.py'))
+    ask = dict(restore, _controller={'restore': restore['_controller']['restore']})
+    first = run(capsys, **ask)
+    assert first['need_restore'] == ['%s/_host.py' % UTILS_REL]
+    predicted = run(capsys, check=True, **ask)
+    want = [{'path': os.path.join(top, 'ansible_collections'), 'action': 'fix'},
+            {'path': os.path.join(utils, '_host.py'), 'action': 'copy'},
+            {'path': os.path.join(utils, '_plan.py'), 'action': 'fix'},
+            {'path': os.path.join(utils, '_gone.py'), 'action': 'remove'}]
+    assert predicted['restore_changes'] == want
+    done = run(capsys, **restore)
+    assert done['restore_changes'] == want and done['changed'] is True
+    files, dirs = installed(top)
+    assert '%s/_gone.py' % UTILS_REL not in files and files['%s/notes.txt' % UTILS_REL][0] == b'not ours to remove\n'
+    assert os.path.islink(os.path.join(utils, '_link.py'))
+    assert files['%s/_host.py' % UTILS_REL] == (expected_tree()['%s/_host.py' % UTILS_REL], os.getuid(), 0o644)
+    assert files['%s/_plan.py' % UTILS_REL][2] == 0o644 and dirs['ansible_collections'][1] == 0o755
+    assert run(capsys, **ask)['changed'] is False
+
+
+@pytest.mark.parametrize('where', ['', 'ansible_collections', UTILS_REL])
+def test_restore_files_refuse_a_symlinked_directory_and_change_nothing(restore, tmp_path, capsys, where):
+    top = restore['restore_dir']
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    link = os.path.join(top, where) if where else top
+    os.makedirs(os.path.dirname(link), exist_ok=True)
+    os.symlink(str(elsewhere), link)
+    before = installed(str(tmp_path / 'libexec'))
+    for check in (True, False):
+        result = run(capsys, check=check, **restore)
+        assert result['rc'] == 1 and result['rule'] == 'unsafe_path' and link + ' is a symbolic link' in result['msg']
+    assert installed(str(tmp_path / 'libexec')) == before and list(elsewhere.iterdir()) == []
+
+
+def test_restore_files_refuse_a_non_regular_file_in_place_of_one(restore, capsys):
+    target = os.path.join(restore['restore_dir'], UTILS_REL, '_host.py')
+    os.makedirs(target)  # a directory where a module_utils file goes
+    result = run(capsys, **restore)
+    assert result['rc'] == 1 and result['rule'] == 'not_regular_file', result
+    assert sorted(os.listdir(os.path.dirname(target))) == ['_host.py']
+
+
+def test_restore_files_absent_removes_ours_and_keeps_what_is_not(restore, capsys):
+    top = restore['restore_dir']
+    assert run(capsys, **restore)['changed'] is True
+    cache = os.path.join(top, UTILS_REL, '__pycache__')
+    os.mkdir(cache)
+    Path(cache, '_host.cpython-311.pyc').write_bytes(b'compiled at boot')
+    removal = {'restore_install': 'absent', 'restore_dir': top}
+    predicted = run(capsys, check=True, **removal)
+    assert predicted['changed'] is True and os.path.exists(os.path.join(top, 'livepatch_restore.py'))
+    done = run(capsys, **removal)
+    assert done['restore_changes'] == predicted['restore_changes'] and not os.path.lexists(top)
+    assert run(capsys, **removal)['changed'] is False
+    # Someone else's file keeps its directory, and the ones above it.
+    assert run(capsys, **restore)['changed'] is True
+    Path(top, 'ansible_collections', 'theirs.txt').write_text('theirs\n')
+    assert run(capsys, **removal)['changed'] is True
+    files, dirs = installed(top)
+    assert list(files) == ['ansible_collections/theirs.txt'] and sorted(dirs) == ['.', 'ansible_collections']
+
+
+def test_restore_files_a_wrong_copy_changes_nothing(restore, tmp_path, capsys):
+    bundle = json.loads(Path(restore['_controller']['bundle']).read_text())
+    bundle['%s/_host.py' % UTILS_REL] = base64.b64encode(b'not the file').decode()
+    Path(restore['_controller']['bundle']).write_text(json.dumps(bundle))
+    result = run(capsys, **restore)
+    assert result['rc'] == 1 and result['rule'] == 'internal_error' and '_host.py' in result['msg']
+    assert not os.path.exists(str(tmp_path / 'libexec'))
+
+
+def test_restore_files_not_where_systemd_does_not_run(restore, env, capsys):
+    shutil.rmtree(os.path.join(env.root, 'run', 'systemd'))
+    result = run(capsys, **restore)
+    assert (result['changed'], result['service_mgr'], result['restore_changes']) == (False, 'other', [])
+    assert not os.path.exists(restore['restore_dir'])
+
+
+def test_crash_marker_and_report_are_returned_as_restore(env, capsys):
+    assert run(capsys)['restore'] is None
+    where = os.path.join(env.dir, RUN)
+    os.makedirs(where)
+    Path(where, 'restore.marker').write_text(json.dumps({'schema': 1, 'patch': 'lp_b', 'build_id': None,
+                                                        'started': '2026-11-30T12:00:00Z'}))
+    result = run(capsys)
+    assert result['restore'] == {'schema': 1, 'status': None, 'marker': {
+        'schema': 1, 'patch': 'lp_b', 'build_id': None, 'started': '2026-11-30T12:00:00Z'}}
+    os.unlink(os.path.join(where, 'restore.marker'))
+    Path(where, 'restore.json').write_text(json.dumps({
+        'schema': 1, 'status': 'skipped_after_crash', 'patch': 'lp_b', 'time': 't', 'rule': 'restore_skipped_after_crash',
+        'message': 'm', 'loaded': ['lp_a']}))
+    result = run(capsys)
+    assert (result['restore']['status'], result['restore']['patch'], result['restore']['marker']) == \
+        ('skipped_after_crash', 'lp_b', None)
+
+
+def test_the_action_plugin_installs_the_restore_in_one_more_call_and_a_no_op_is_one_call(tmp_path):
+    """ansible-playbook -vvv, connection local: each module execution is one AnsiballZ_livepatch_stage.py put on the host."""
+    top = str(tmp_path / 'libexec' / 'kernelops-livepatch')
+    (tmp_path / 'root' / 'run' / 'systemd' / 'system').mkdir(parents=True)  # systemd runs there
+    (tmp_path / 'play.yml').write_text(json.dumps([{'hosts': 'all', 'gather_facts': False, 'tasks': [
+        {'kernelops.livepatch.livepatch_stage': {'dir': str(tmp_path / 'var'), 'restore_install': 'present',
+                                                 'restore_dir': top, 'root': str(tmp_path / 'root')}, 'register': 'out'},
+        {'ansible.builtin.copy': {'content': '{{ out | to_json }}', 'dest': str(tmp_path / 'out.json')},
+         'delegate_to': 'localhost', 'check_mode': False}]}]))
+
+    def play(*extra):
+        done = subprocess.run([shutil.which('ansible-playbook') or 'ansible-playbook', '-vvv', '-i', 'here,', '-c', 'local',
+                               '-e', 'ansible_python_interpreter=' + sys.executable, 'play.yml'] + list(extra),
+                              cwd=tmp_path, capture_output=True, text=True, check=False, timeout=300,
+                              env=dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collection_tree(), ANSIBLE_NOCOLOR='1',
+                                       ANSIBLE_PIPELINING='False'))
+        assert done.returncode == 0, done.stdout[-3000:]
+        runs = sum(1 for line in done.stdout.splitlines() if ' PUT ' in line and 'AnsiballZ_livepatch_stage.py' in line)
+        return json.loads((tmp_path / 'out.json').read_text()), runs
+
+    predicted, runs = play('--check')
+    assert (predicted['changed'], runs) == (True, 1) and not os.path.exists(top)
+    done, runs = play()
+    assert (done['changed'], runs) == (True, 2) and done['restore_changes'] == predicted['restore_changes']
+    files, _dirs = installed(top)
+    assert dict((rel, data) for rel, (data, _uid, _mode) in files.items()) == expected_tree()
+    again, runs = play()
+    assert (again['changed'], again['restore_changes'], runs) == (False, [], 1)
