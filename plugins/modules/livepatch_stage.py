@@ -168,9 +168,18 @@ EXAMPLES = r"""
     lock_timeout: 30
     checksums: [/etc/systemd/system/kernelops-livepatch-restore.service]
     unit: kernelops-livepatch-restore.service
+    restore_install: present
+    restore_dir: /usr/local/libexec/kernelops-livepatch
   become: true
   check_mode: true
   diff: true
+
+- name: Remove the boot restore's files (the role's livepatch_stack_persist=false), reading /run of a chroot
+  kernelops.livepatch.livepatch_stage:
+    restore_install: absent
+    restore_dir: /srv/chroot/usr/local/libexec/kernelops-livepatch
+    root: /srv/chroot
+  become: true
 """
 
 RETURN = r"""
