@@ -116,11 +116,14 @@ class Lab:
         return (is_built(self.cache / "kernels" / kernel) and is_built(self.cache / "guest" / "rootfs.img")
                 and (src is None or is_built(self.cache / "patches" / kernel)))
 
-    def boot(self, kernel: str, name: str | None = None, *, detach: bool = False, append: str = "") -> VM:
+    def boot(self, kernel: str, name: str | None = None, *, detach: bool = False, append: str = "",
+             reboot_exits: bool = False) -> VM:
         """Boot a fresh guest (new overlay) of ``kernel``; returns when ssh answers and the patches are in.
 
         ``append``: extra kernel command-line words, e.g. ``"module.sig_enforce=1"``; they follow
         the lab's own words (``klab.guest.KERNEL_CMDLINE``) and show in the guest's /proc/cmdline.
+        ``reboot_exits``: QEMU ends when the guest reboots and ``VM.reboot`` starts it again (a
+        fresh power-on each time; for the test suite's guests, which only ``VM.reboot`` reboots).
         """
         name = name or f"{kernel}-{os.getpid()}-{next(_BOOT_SERIAL)}"
         names = self.check_names([kernel])
@@ -138,7 +141,8 @@ class Lab:
         key = lab_keypair()
         try:
             return boot_vm(info, build_initramfs(info), self.cache / "guest" / "rootfs.img", key,
-                           snapshot if snapshot.is_dir() else None, name=name, detach=detach, append=append)
+                           snapshot if snapshot.is_dir() else None, name=name, detach=detach, append=append,
+                           reboot_exits=reboot_exits)
         finally:
             shutil.rmtree(snapshot, ignore_errors=True)
 

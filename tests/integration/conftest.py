@@ -10,12 +10,19 @@
 
 Kernels: all three by default; ``KERNELOPS_LAB_KERNELS=bookworm,sid`` or
 ``--lab-kernels=bookworm,sid`` narrows the set.
+
+Every test file shares the one guest per kernel. A test marked ``lab_last`` leaves the guest in a
+state the others cannot use (another kernel booted): it runs after every other test of its
+kernel. At the end the session prints where each test's time went (``lab time per test``):
+``ansible`` module runs, role (``ansible-playbook``) runs, plain ssh commands, reboots and boots,
+each as count and seconds, and the rest (the model's half, the controller's own work).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -25,12 +32,21 @@ if str(LAB_DIR) not in sys.path:
     sys.path.insert(0, str(LAB_DIR))
 
 import klab  # noqa: E402  pylint: disable=wrong-import-position
+from klab.qemu import SPENT  # noqa: E402  pylint: disable=wrong-import-position
+
+COST_KINDS = ('ansible', 'role', 'ssh', 'reboot', 'boot')
+COSTS = []  # (test id, wall seconds, {kind: (count, seconds)})
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     """``--lab-kernels``: comma-separated kernel names (bookworm, trixie, sid)."""
     parser.addoption("--lab-kernels", default=None,
                      help="comma-separated lab kernels to test on (default: $KERNELOPS_LAB_KERNELS or all)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "lab_last: runs after every other test of its kernel's guest "
+                                       "(it leaves the guest on another kernel)")
 
 
 def selected_kernels(config: pytest.Config) -> list[str]:
@@ -49,6 +65,56 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("lab_vm", selected_kernels(metafunc.config), indirect=True, scope="session")
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """After pytest grouped the tests by kernel (one guest each): ``lab_last`` tests to the end
+    of their kernel's group, in their order."""
+    def kernel(item: pytest.Item):
+        callspec = getattr(item, "callspec", None)
+        return callspec.params.get("lab_vm") if callspec else None
+    groups: list[list[pytest.Item]] = []
+    for item in items:
+        if groups and kernel(groups[-1][0]) == kernel(item):
+            groups[-1].append(item)
+        else:
+            groups.append([item])
+    items[:] = [item for group in groups
+                for item in sorted(group, key=lambda i: i.get_closest_marker("lab_last") is not None)]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem):  # pylint: disable=unused-argument
+    """Count where the test's time went (setup, call and teardown): see the module's docstring."""
+    before = {kind: tuple(SPENT.get(kind, (0, 0.0))) for kind in COST_KINDS}
+    start = time.monotonic()
+    yield
+    spent = {}
+    for kind in COST_KINDS:
+        count, seconds = SPENT.get(kind, (0, 0.0))
+        spent[kind] = (count - before[kind][0], seconds - before[kind][1])
+    COSTS.append((item.nodeid.split("::", 1)[-1], time.monotonic() - start, spent))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not any(spent["ansible"][0] or spent["reboot"][0] or spent["role"][0] for _name, _wall, spent in COSTS):
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("lab time per test (count x, seconds)")
+    write("%8s %12s %12s %12s %12s %12s %8s  %s" % ("wall", "ansible", "role", "ssh", "reboot", "boot", "rest", "test"))
+    totals = dict((kind, [0, 0.0]) for kind in COST_KINDS)
+    wall_total = 0.0
+    for name, wall, spent in sorted(COSTS, key=lambda cost: -cost[1]):
+        rest = wall - sum(seconds for _count, seconds in spent.values())
+        write("%8.1f %s %8.1f  %s" % (wall, " ".join("%3dx %7.1f" % spent[kind] for kind in COST_KINDS), rest, name))
+        wall_total += wall
+        for kind in COST_KINDS:
+            totals[kind][0] += spent[kind][0]
+            totals[kind][1] += spent[kind][1]
+    rest = wall_total - sum(seconds for _count, seconds in totals.values())
+    write("%8.1f %s %8.1f  %s" % (wall_total, " ".join("%3dx %7.1f" % tuple(totals[kind]) for kind in COST_KINDS),
+                                  rest, "all"))
+
+
 @pytest.fixture(scope="session")
 def lab(request: pytest.FixtureRequest) -> klab.Lab:
     """The lab with every selected kernel built (a failure to build fails the tests, never skips)."""
@@ -58,7 +124,7 @@ def lab(request: pytest.FixtureRequest) -> klab.Lab:
 @pytest.fixture(scope="session")
 def lab_vm(request: pytest.FixtureRequest, lab: klab.Lab):  # pylint: disable=redefined-outer-name
     """A guest booted on the kernel named by the parameter; stopped at teardown, whatever happened."""
-    vm = lab.boot(request.param)
+    vm = lab.boot(request.param, reboot_exits=True)
     try:
         yield vm
     finally:

@@ -22,6 +22,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -99,6 +100,7 @@ def run_module(vm, module, args=None, check=False, diff=False, timeout=600, env=
             if proc.poll() is None:
                 proc.kill()
         wall = time.monotonic() - start
+        vm.charge('ansible', wall)
         result_file = os.path.join(tree, 'lab')
         if not os.path.exists(result_file):
             raise AssertionError('ansible produced no result (rc %d):\n%s\n%s' % (proc.returncode, stdout, stderr))
@@ -108,6 +110,40 @@ def run_module(vm, module, args=None, check=False, diff=False, timeout=600, env=
         # the exit status (2: a host failed).
         result['failed'] = proc.returncode != 0
         return result, wall
+
+
+ROLE_FACTS = ('livepatch_stack_status', 'livepatch_stack_rule', 'livepatch_stack_message', 'livepatch_stack_after',
+              'livepatch_stack_staged', 'livepatch_stack_boot_restore')
+
+
+def run_role(vm, variables, check=False, timeout=1200):
+    """``ansible-playbook`` with the role ``livepatch_stack`` on the guest, with ``variables``
+    (``livepatch_stack_fail_host`` false unless given, so a failed converge still reports its
+    facts); return (the role's facts ``ROLE_FACTS``, the play recap line, seconds).
+
+    The facts are written on the controller by a task that changes nothing in the recap."""
+    with tempfile.TemporaryDirectory(prefix='klp-role-') as directory:
+        out = os.path.join(directory, 'facts.json')
+        role_vars = dict({'livepatch_stack_fail_host': False}, **variables)
+        collect = '{{ {%s} | to_json }}' % ', '.join("'%s': %s | default(None)" % (fact, fact) for fact in ROLE_FACTS)
+        play = [{'hosts': 'all', 'gather_facts': False, 'become': True, 'tasks': [
+            {'ansible.builtin.include_role': {'name': 'kernelops.livepatch.livepatch_stack'}, 'vars': role_vars},
+            {'ansible.builtin.copy': {'content': collect, 'dest': out, 'mode': '0600'},
+             'delegate_to': 'localhost', 'become': False, 'check_mode': False, 'changed_when': False}]}]
+        with open(os.path.join(directory, 'play.yml'), 'w') as handle:
+            json.dump(play, handle)
+        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collection_tree(), ANSIBLE_HOST_KEY_CHECKING='False',
+                   ANSIBLE_PIPELINING='True', ANSIBLE_NOCOLOR='1')
+        argv = [ansible_bin('ansible-playbook'), '-i', inventory(vm, directory), 'play.yml'] + (['--check'] if check else [])
+        vm.check_not_crashed()
+        start = time.monotonic()
+        done = subprocess.run(argv, cwd=directory, env=env, capture_output=True, text=True, check=False, timeout=timeout)
+        took = time.monotonic() - start
+        vm.charge('role', took)
+        assert done.returncode == 0 and os.path.exists(out), done.stdout[-4000:] + done.stderr[-2000:]
+        recap = [line for line in done.stdout.splitlines() if re.match(r'^lab\s+:', line)]
+        with open(out) as handle:
+            return json.load(handle), recap[-1] if recap else '', took
 
 
 def sh(vm, script, check=True, timeout=180):
