@@ -114,32 +114,38 @@ def test_v2_build_of_lab_a_has_its_own_effect(lab_vm):
     assert lab_vm.live_effects() == set()
 
 
-def test_reboot_keeps_the_disk_and_changes_boot_id(lab_vm):
-    """systemctl reboot: ssh answers again with a new boot id; the disk (overlay) kept its files."""
-    before = lab_vm.boot_id()
+REBOOT_WORDS = "klab.selftest=append klab.second=word"
+
+
+@pytest.fixture(scope="module")
+def rebooted(lab_vm):
+    """One reboot of the guest for the two tests below (each asserts its own part of it):
+    a file written before, the boot id before, and ``VM.reboot(append=...)`` with extra kernel
+    words. Returns (boot id before, boot id after)."""
     lab_vm.ssh("echo kept > /var/lib/klab-reboot-marker && sync")
-    after = lab_vm.reboot()
-    assert after != before
+    before = lab_vm.boot_id()
+    return before, lab_vm.reboot(append=REBOOT_WORDS)
+
+
+def test_reboot_keeps_the_disk_and_changes_boot_id(lab_vm, rebooted):
+    """``VM.reboot``: ssh answers again with a new boot id; the disk (overlay) kept its files."""
+    before, after = rebooted
+    assert before and after != before
     assert lab_vm.ssh("cat /var/lib/klab-reboot-marker").stdout.strip() == "kept"
     assert lab_vm.ssh(f"test -f {lab_vm.patch_dir}/lab_a.ko", check=False).returncode == 0
     assert lab_vm.release == lab_vm.ssh("uname -r").stdout.strip()
 
 
-def test_extra_kernel_words_reach_the_guest_kernel(lab_vm):
+def test_extra_kernel_words_reach_the_guest_kernel(lab_vm, rebooted):  # pylint: disable=unused-argument
     """``VM.reboot(append=...)`` (like ``Lab.boot(kernel, append=...)``) boots with extra
-    kernel command-line words: the guest's /proc/cmdline ends with them, on the same disk.
+    kernel command-line words: the guest's /proc/cmdline ends with them (the same reboot as the
+    test above, which checks the disk and the boot id).
 
     Also shows the files that tell whether the kernel enforces module signatures, so a change in
     a kernel's config is seen here first (docs/developer.md §10.3)."""
-    words = "klab.selftest=append klab.second=word"
-    lab_vm.ssh("echo kept > /var/lib/klab-restart-marker && sync")
-    before = lab_vm.boot_id()
-    assert lab_vm.reboot(append=words) != before
     cmdline = lab_vm.ssh("cat /proc/cmdline").stdout.split()
-    assert cmdline[-2:] == words.split(), cmdline
-    assert " ".join(cmdline) == lab_vm.cmdline and lab_vm.append == words
-    assert lab_vm.ssh("cat /var/lib/klab-restart-marker").stdout.strip() == "kept"
-    assert lab_vm.release == lab_vm.ssh("uname -r").stdout.strip()
+    assert cmdline[-2:] == REBOOT_WORDS.split(), cmdline
+    assert " ".join(cmdline) == lab_vm.cmdline and lab_vm.append == REBOOT_WORDS
     assert lab_vm.ssh(f"ls {SYSFS}").stdout.split() == []
     # Debian builds with CONFIG_MODULE_SIG and the lockdown LSM: both files exist, neither enforces
     # without a word on the command line (or Secure Boot, which the lab has not).
