@@ -302,7 +302,7 @@ class VM:
         self.patch_dir = PATCH_DIR
         self._release = inst.release
         self._owned = owned
-        self._rebooting = False
+        self._lifecycle = False  # a boot or reboot is running: its ssh time counts as its own
         digest = hashlib.sha256(f"{cache_dir()}/{inst.name}".encode()).hexdigest()[:12]
         self._control = f"/tmp/klab-{digest}.ssh"
         if owned:
@@ -414,7 +414,7 @@ class VM:
             self.check_not_crashed()
             raise LabError(f"{self.name}: ssh command timed out after {timeout:.0f} s: {cmd}\n{self.console_tail(15)}") from exc
         finally:
-            if not self._rebooting:
+            if not self._lifecycle:
                 self.charge("ssh", time.monotonic() - started)
         if not text:
             proc = subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout.decode(errors="replace"),
@@ -462,11 +462,11 @@ class VM:
     # -- lifecycle --------------------------------------------------------------------
     def reboot(self, timeout: float | None = None, *, append: str | None = None, kernel: str | None = None) -> str:
         """See :meth:`_reboot`; the time is counted under ``reboot`` (:data:`SPENT`)."""
-        started, self._rebooting = time.monotonic(), True
+        started, self._lifecycle = time.monotonic(), True
         try:
             return self._reboot(timeout, append=append, kernel=kernel)
         finally:
-            self._rebooting = False
+            self._lifecycle = False  # a boot or reboot is running: its ssh time counts as its own
             self.charge("reboot", time.monotonic() - started)
 
     def _reboot(self, timeout: float | None = None, *, append: str | None = None, kernel: str | None = None) -> str:
@@ -705,6 +705,7 @@ def boot_vm(kernel: KernelInfo, initramfs: Path, base_image: Path, key: Path, pa
                     reboot_exits=reboot_exits)
     inst.save()
     vm = VM(inst, owned=not detach, proc=proc)
+    vm._lifecycle = True  # pylint: disable=protected-access  # its ssh time is the boot's
     try:
         vm.wait_for_ssh(timeout=boot_timeout(accel))
         booted = time.monotonic() - started
@@ -714,6 +715,7 @@ def boot_vm(kernel: KernelInfo, initramfs: Path, base_image: Path, key: Path, pa
         if patches is not None:
             vm.put_tree(patches, PATCH_DIR)
         VM.charge("boot", time.monotonic() - started)
+        vm._lifecycle = False  # pylint: disable=protected-access
         log(f"{name}: {kernel.suite} {release} up on port {port} ({accel}, ssh after {booted:.1f} s, "
             f"ready after {time.monotonic() - started:.1f} s)" + (f", extra kernel words {append!r}" if append else ""))
     except BaseException:
