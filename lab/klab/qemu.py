@@ -466,7 +466,7 @@ class VM:
         try:
             return self._reboot(timeout, append=append, kernel=kernel)
         finally:
-            self._lifecycle = False  # a boot or reboot is running: its ssh time counts as its own
+            self._lifecycle = False
             self.charge("reboot", time.monotonic() - started)
 
     def _reboot(self, timeout: float | None = None, *, append: str | None = None, kernel: str | None = None) -> str:
