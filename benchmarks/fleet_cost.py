@@ -30,7 +30,7 @@ Counted per host, three ways:
 The guest is one TCG vCPU: the remote side of every host runs on it one after another, whatever
 the forks; the ratio is the honest part, the absolute times are the lab's, not a fleet's.
 
-Usage: ``.venv/bin/python benchmarks/fleet_cost.py [--kernel bookworm] [--hosts 50] [--forks 10 ...]
+Usage: ``.venv/bin/python benchmarks/fleet_cost.py [--kernel bookworm] [--hosts 50 ...] [--forks 10 ...]
 [--json FILE]`` (under /tmp/coord/vm-slot on a shared machine).
 """
 
@@ -297,7 +297,9 @@ def measure(vm: klab.VM, work: str, hosts: int, forks: int, collections: str, pi
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
     parser.add_argument('--kernel', default='bookworm')
-    parser.add_argument('--hosts', type=int, default=50)
+    parser.add_argument('--hosts', type=int, nargs='+', default=[50],
+                        help='inventory sizes, measured in this order on the same guest (a small one first checks the '
+                             'benchmark before the long run)')
     parser.add_argument('--forks', type=int, nargs='+', default=[10])
     parser.add_argument('--json', help='write the results here too')
     parser.add_argument('--no-ping-again', action='store_true', help='skip the second ping (saves its time)')
@@ -319,10 +321,10 @@ def main(argv=None) -> int:
                     'ansible_core': subprocess.run([tool('ansible'), '--version'], capture_output=True, text=True,
                                                    check=True).stdout.split('\n', 1)[0]}
         print(json.dumps(versions), flush=True)
-        for forks in args.forks:
+        for hosts, forks in [(hosts, forks) for hosts in args.hosts for forks in args.forks]:
             work = tempfile.mkdtemp(prefix='fleet-cost-')
             try:
-                result = dict(measure(vm, work, args.hosts, forks, collections, not args.no_ping_again), collection=version,
+                result = dict(measure(vm, work, hosts, forks, collections, not args.no_ping_again), collection=version,
                               **versions)
             finally:
                 if args.keep:
