@@ -85,6 +85,7 @@ from ansible.plugins.callback import CallbackBase
 CONTROLLER_ONLY = {
     'set_fact', 'debug', 'assert', 'fail', 'meta', 'include_tasks', 'import_tasks', 'include_role',
     'import_role', 'set_stats', 'include_vars', 'add_host', 'group_by', 'end_host', 'end_play',
+    'validate_argument_spec',
 }
 
 

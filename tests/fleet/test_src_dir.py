@@ -44,16 +44,21 @@ def project(tmp_path: Path, src: str) -> Path:
     return proj
 
 
-def converge(proj: Path, playbook: str, installed: Path) -> dict:
+def run_converge(proj: Path, playbook: str, installed: Path, *extra: str) -> list:
+    """The report's rows after ``ansible-playbook PLAYBOOK --check`` in the project (EXTRA: more arguments)."""
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(installed), ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="False",
                ANSIBLE_NOCOLOR="1")
     env.pop("PYTHONPATH", None)
     done = subprocess.run([shutil.which("ansible-playbook") or "ansible-playbook", "-i", "hosts.ini", playbook,
-                           "--check", "-e", "@vars.json"], cwd=proj, env=env, capture_output=True, text=True,
+                           "--check", "-e", "@vars.json", *extra], cwd=proj, env=env, capture_output=True, text=True,
                           check=False, timeout=600)
     report = proj.parent / "report" / "livepatch-report.json"
     assert report.is_file(), done.stdout[-3000:] + done.stderr[-3000:]
-    (row,) = json.loads(report.read_text())["hosts"]
+    return json.loads(report.read_text())["hosts"]
+
+
+def converge(proj: Path, playbook: str, installed: Path) -> dict:
+    (row,) = run_converge(proj, playbook, installed)
     return row
 
 
@@ -69,3 +74,14 @@ def test_missing_relative_src_names_the_project_path(tmp_path, installed):
     row = converge(proj, "kernelops.livepatch.converge", installed)
     assert row["status"] == "failed" and row["rule"] == "bad_patch_file"
     assert f"patch file {proj.resolve()}/patches/lp_missing.ko does not exist on the controller" in row["message"]
+
+
+def test_a_limit_still_writes_the_report(tmp_path, installed):
+    """A job template's Limit (``--limit``) keeps the implicit localhost out of every play: the
+    report is written all the same, with the limited hosts only."""
+    proj = project(tmp_path, "patches/lp_x.ko")
+    hosts = (proj / "hosts.ini").read_text()
+    (proj / "hosts.ini").write_text(hosts + hosts.replace("here ", "there ", 1))
+    rows = run_converge(proj, "kernelops.livepatch.converge", installed, "--limit", "there")
+    assert [row["host"] for row in rows] == ["there"]
+    assert rows[0]["rule"] != "bad_patch_file", rows
