@@ -28,7 +28,9 @@ COLLECTION_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspat
 
 
 class ActionModule(ActionBase):
-    TRANSFERS_FILES = True
+    # False: no remote temporary directory up front (with pipelining a run with nothing to send is
+    # one command on the host); _tmpdir() makes one only when there are files to send.
+    TRANSFERS_FILES = False
 
     def _refuse(self, result, exc):
         result.update(failed=True, changed=False, msg=exc.message, rule=exc.rule, patches=exc.patches)
@@ -67,6 +69,9 @@ class ActionModule(ActionBase):
                     controller['sources'] = self._send(first['need'])
             if first.get('need_restore'):
                 controller['bundle'] = self._send_bundle(_sources.restore_bundle(restore, first['need_restore']))
+            sent = list((controller.get('sources') or {}).values()) + ([controller['bundle']] if 'bundle' in controller else [])
+            if sent:
+                self._fixup_perms2([self._tmpdir()] + sent)
             args['_controller'] = controller
             second = self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)
             if second.get('need') or second.get('need_restore'):
@@ -89,13 +94,10 @@ class ActionModule(ActionBase):
             remote = self._connection._shell.join_path(tmpdir, item['sha256'])
             self._transfer_file(item['src'], remote)
             sources[item['sha256']] = remote
-        self._fixup_perms2([tmpdir] + list(sources.values()))
         return sources
 
     def _send_bundle(self, data):
         """The boot restore's files the host lacks, in one transfer; the module checks each sha256."""
-        tmpdir = self._tmpdir()
-        remote = self._connection._shell.join_path(tmpdir, 'restore-files.json')
+        remote = self._connection._shell.join_path(self._tmpdir(), 'restore-files.json')
         self._transfer_data(remote, data)
-        self._fixup_perms2([tmpdir, remote])
         return remote

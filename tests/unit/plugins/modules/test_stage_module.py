@@ -315,14 +315,17 @@ def test_the_action_plugin_installs_the_restore_in_one_more_call_and_a_no_op_is_
         {'ansible.builtin.copy': {'content': '{{ out | to_json }}', 'dest': str(tmp_path / 'out.json')},
          'delegate_to': 'localhost', 'check_mode': False}]}]))
 
-    def play(*extra):
+    def play(*extra, pipelining=False):
         done = subprocess.run([shutil.which('ansible-playbook') or 'ansible-playbook', '-vvv', '-i', 'here,', '-c', 'local',
                                '-e', 'ansible_python_interpreter=' + sys.executable, 'play.yml'] + list(extra),
                               cwd=tmp_path, capture_output=True, text=True, check=False, timeout=300,
                               env=dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collection_tree(), ANSIBLE_NOCOLOR='1',
-                                       ANSIBLE_PIPELINING='False'))
+                                       ANSIBLE_PIPELINING=str(pipelining)))
         assert done.returncode == 0, done.stdout[-3000:]
-        runs = sum(1 for line in done.stdout.splitlines() if ' PUT ' in line and 'AnsiballZ_livepatch_stage.py' in line)
+        stage = done.stdout.split('TASK [kernelops.livepatch.livepatch_stage]')[1].split('TASK [')[0]
+        if pipelining:  # every command on the host, the module's included
+            return json.loads((tmp_path / 'out.json').read_text()), sum(1 for line in stage.splitlines() if ' EXEC ' in line)
+        runs = sum(1 for line in stage.splitlines() if ' PUT ' in line and 'AnsiballZ_livepatch_stage.py' in line)
         return json.loads((tmp_path / 'out.json').read_text()), runs
 
     predicted, runs = play('--check')
@@ -333,3 +336,6 @@ def test_the_action_plugin_installs_the_restore_in_one_more_call_and_a_no_op_is_
     assert dict((rel, data) for rel, (data, _uid, _mode) in files.items()) == expected_tree()
     again, runs = play()
     assert (again['changed'], again['restore_changes'], runs) == (False, [], 1)
+    # With pipelining (the lab's and most fleets' setting), a run with nothing to send is one command on the host.
+    again, commands = play(pipelining=True)
+    assert (again['changed'], commands) == (False, 1)
