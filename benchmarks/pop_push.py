@@ -90,20 +90,26 @@ def bench(lab, kernel):
         }
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
+def on_kernels(doc, bench_one):
+    """Command line ``[KERNEL...] [--json FILE]``: build the lab, ``bench_one(lab, kernel)`` per
+    kernel; returns (the JSON file or None, the results). Also used by exposure.py."""
+    parser = argparse.ArgumentParser(description=doc.split('\n', 1)[0])
     parser.add_argument('kernels', nargs='*', default=list(klab.KERNELS))
     parser.add_argument('--json', help='also write the figures to this file')
     args = parser.parse_args()
     lab = klab.Lab().build(args.kernels)
-    rows = [bench(lab, kernel) for kernel in args.kernels]
+    return args.json, [bench_one(lab, kernel) for kernel in args.kernels]
+
+
+def main():
+    json_file, rows = on_kernels(__doc__, bench)
     for row in rows:
         print('%(kernel)s %(release)s: module %(module_wall_s).2f s wall, steps %(module_steps_s).2f s; kernel: '
               '%(kernel_transitions)d transitions, %(kernel_transition_sum_s).2f s in transition, '
               '%(kernel_first_start_to_last_complete_s).2f s first start to last complete; not live: %(not_live_s)s' % row)
         print('    ' + '; '.join(row['steps']))
-    if args.json:
-        with open(args.json, 'w') as handle:
+    if json_file:
+        with open(json_file, 'w') as handle:
             json.dump(rows, handle, indent=1)
     return 0
 
