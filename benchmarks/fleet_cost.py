@@ -255,7 +255,7 @@ def converge_statuses(report_dir: str) -> collections.Counter:
     return collections.Counter(host['status'] for host in report['hosts'])
 
 
-def measure(vm: klab.VM, work: str, hosts: int, forks: int, collections: str, ping_again: bool = True) -> dict:
+def measure(vm: klab.VM, work: str, hosts: int, forks: int, collections_path: str, ping_again: bool = True) -> dict:
     names = [f'fleet-{index:02d}' for index in range(hosts)]
     patches = os.path.join(work, 'patches', vm.release)
     os.makedirs(patches, exist_ok=True)
@@ -265,7 +265,7 @@ def measure(vm: klab.VM, work: str, hosts: int, forks: int, collections: str, pi
         stack.append({'src': f'patches/{vm.release}/{name}.ko', 'sha256': sha256(os.path.join(patches, f'{name}.ko'))})
     inventory = os.path.join(work, 'inventory.yml')
     write_inventory(inventory, names, vm, stack)
-    runner = Runner(work, inventory, forks, collections, guest_cpu=lambda: guest_busy_seconds(vm))
+    runner = Runner(work, inventory, forks, collections_path, guest_cpu=lambda: guest_busy_seconds(vm))
     playbook = [tool('ansible-playbook'), 'kernelops.livepatch.converge']
     report = os.path.join(work, 'report')
     setup = runner.run('setup', playbook + ['--limit', names[0], '-e', f'livepatch_report_dir={report}-setup'])
@@ -309,8 +309,8 @@ def main(argv=None) -> int:
     lab = klab.Lab().build([args.kernel])
     load_before = os.getloadavg()
     results = []
-    collections = tempfile.mkdtemp(prefix='fleet-cost-collection-')
-    version = snapshot(collections)
+    collection_dir = tempfile.mkdtemp(prefix='fleet-cost-collection-')
+    version = snapshot(collection_dir)
     print(f'collection: {ROOT} at {version}', flush=True)
     vm = lab.boot(args.kernel)
     try:
@@ -325,7 +325,7 @@ def main(argv=None) -> int:
         for hosts, forks in [(hosts, forks) for hosts in args.hosts for forks in args.forks]:
             work = tempfile.mkdtemp(prefix='fleet-cost-')
             try:
-                result = dict(measure(vm, work, hosts, forks, collections, not args.no_ping_again), collection=version,
+                result = dict(measure(vm, work, hosts, forks, collection_dir, not args.no_ping_again), collection=version,
                               **versions)
             finally:
                 if args.keep:
@@ -336,7 +336,7 @@ def main(argv=None) -> int:
             print(json.dumps(result, indent=1), flush=True)
     finally:
         vm.stop()
-        shutil.rmtree(collections, ignore_errors=True)
+        shutil.rmtree(collection_dir, ignore_errors=True)
     load_after = os.getloadavg()
     print(f'\nload average (1, 5, 15 min) before {load_before}, after {load_after}')
     print(f"{'forks':>5} {'hosts':>5} {'ping s':>8} {'converge s':>10} {'ratio':>6} {'ssh/host ping':>13} "
