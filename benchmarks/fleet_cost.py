@@ -106,8 +106,9 @@ class CallbackModule(CallbackBase):
             return
         delegated = task.delegate_to or ''
         where = 'controller' if delegated == 'localhost' else 'remote'
-        loop = result.result.get('results')
-        items = sum(1 for item in loop if not item.get('skipped')) if loop else 1
+        # a loop's items; livepatch_report's own 'results' is a dict by host, not a loop
+        loop = result.result.get('results') if task.loop else None
+        items = sum(1 for item in loop if not item.get('skipped')) if isinstance(loop, list) else 1
         self.runs[result.host.get_name()].append({'task': task.get_name(), 'action': action, 'where': where,
                                                   'outcome': outcome, 'items': items, 'changed': result.is_changed()})
 
