@@ -61,6 +61,7 @@ def tool(name: str) -> str:
     beside = os.path.join(os.path.dirname(sys.executable), name)
     return beside if os.access(beside, os.X_OK) else name
 
+
 SSH_WRAPPER = r'''#!/bin/sh
 # Logs each ssh command Ansible starts (host = the HostKeyAlias option), then runs ssh.
 host=unknown
