@@ -111,6 +111,8 @@ def livepatch_stage_spec() -> Dict[str, Any]:
         lock_timeout=dict(type='float', default=60.0),
         checksums=dict(type='list', elements='path', default=[]),
         unit=dict(type='str'),
+        unit_content=dict(type='str'),
+        unit_dir=dict(type='path', default='/etc/systemd/system'),
         restore_install=dict(type='str', choices=['present', 'absent']),
         root=dict(type='path', default='/'),
         restore_dir=dict(type='path', default='/usr/local/libexec/kernelops-livepatch'),

@@ -20,7 +20,7 @@ import os
 import traceback
 from typing import Any, Dict, List, Optional
 
-from ansible_collections.kernelops.livepatch.plugins.module_utils import _stage, _stage_restore
+from ansible_collections.kernelops.livepatch.plugins.module_utils import _stage, _stage_restore, _stage_unit
 from ansible_collections.kernelops.livepatch.plugins.module_utils._errors import LivepatchError
 from ansible_collections.kernelops.livepatch.plugins.module_utils._host import HostLock, read_restore
 from ansible_collections.kernelops.livepatch.plugins.module_utils._observe import observe
@@ -52,8 +52,7 @@ def _probe(module: Any, env: _stage.Env) -> Dict[str, Any]:
     systemd = os.path.isdir(os.path.join(env.root, 'run', 'systemd', 'system'))
     unit_state = ''
     if systemd and module.params.get('unit'):
-        _rc, out, _err = module.run_command(['systemctl', 'is-enabled', module.params['unit']],
-                                            environ_update={'LC_ALL': 'C'})
+        _rc, out, _err = _systemctl(module)(['systemctl', 'is-enabled', module.params['unit']])
         unit_state = out.strip()
     snapshot = observe(env.root)
     return {'release': env.release, 'service_mgr': 'systemd' if systemd else 'other', 'unit_state': unit_state,
@@ -102,6 +101,19 @@ def _restore_plan(params: Dict[str, Any], controller: Dict[str, Any], env: _stag
     return _stage_restore.decide(params['restore_dir'], state, manifest, env)
 
 
+def _unit_plan(params: Dict[str, Any], result: Dict[str, Any], env: _stage.Env) -> Optional[_stage_unit.UnitPlan]:
+    """What installing or removing the restore's unit does; None: no unit_content, or no systemd to run it."""
+    state = params.get('restore_install')
+    if not state or params.get('unit_content') is None or result['service_mgr'] != 'systemd':
+        return None
+    return _stage_unit.decide(params.get('unit') or '', params['unit_dir'], state, params['unit_content'],
+                              result['unit_state'], env)
+
+
+def _systemctl(module: Any) -> Any:
+    return lambda argv: module.run_command(list(argv), environ_update={'LC_ALL': 'C'})
+
+
 def _run(module: Any, env: _stage.Env) -> Dict[str, Any]:
     params = module.params
     controller = params.get('_controller') or {}
@@ -114,9 +126,14 @@ def _run(module: Any, env: _stage.Env) -> Dict[str, Any]:
     decision = _stage.decide(running, staged, env, remove_old=params['remove_old_releases'], current=env.release,
                              controller=controller.get('files') or {})
     plan = _restore_plan(params, controller, env, result['service_mgr'] == 'systemd')
+    unit = _unit_plan(params, result, env)
+    # The unit runs the script: installed after the restore's files, removed before them.
+    restore_changes = [change.as_dict() for change in plan.changes] if plan else []
+    unit_changes = unit.as_dicts() if unit else []
     result.update({'selected': running is not None, 'patches': list(decision.running),
                    'files': list(decision.files), 'staged': decision.staged(),
-                   'restore_changes': [change.as_dict() for change in plan.changes] if plan else []})
+                   'restore_changes': (unit_changes + restore_changes if unit and unit.state == 'absent'
+                                       else restore_changes + unit_changes)})
     # Check mode needs no bytes: the checksums alone say what would be copied.
     restore_bytes = plan.copies if plan and not module.check_mode and not controller.get('bundle') else []
     if decision.need or restore_bytes:
@@ -125,8 +142,10 @@ def _run(module: Any, env: _stage.Env) -> Dict[str, Any]:
         result.update(dict(need_restore=restore_bytes) if restore_bytes else {})
         return result
     if module._diff:
-        result['diff'] = _diff(decision, env) + ([_stage_restore.diff(plan)] if plan and plan.changes else [])
-    result['changed'] = decision.changes or bool(plan and plan.changes)
+        unit_diff = _stage_unit.diff(unit) if unit else None
+        result['diff'] = (_diff(decision, env) + ([_stage_restore.diff(plan)] if plan and plan.changes else [])
+                          + ([unit_diff] if unit_diff else []))
+    result['changed'] = decision.changes or bool(plan and plan.changes) or bool(unit_changes)
     if module.check_mode or not result['changed']:
         return result
     if os.geteuid() != 0:
@@ -135,8 +154,12 @@ def _run(module: Any, env: _stage.Env) -> Dict[str, Any]:
     data = _stage_restore.read_bundle(controller['bundle'], plan) if plan and plan.copies else {}
     if decision.changes:
         result['copied'] = _stage.carry_out(decision, controller.get('sources') or {}, env)
+    if unit and unit_changes and unit.state == 'absent':
+        _stage_unit.carry_out(unit, params['unit_content'], env, _systemctl(module))
     if plan and plan.changes:
         _stage_restore.carry_out(plan, data, env)
+    if unit and unit_changes and unit.state == 'present':
+        _stage_unit.carry_out(unit, params['unit_content'], env, _systemctl(module))
     return result
 
 

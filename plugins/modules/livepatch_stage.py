@@ -97,8 +97,26 @@ options:
     elements: path
     default: []
   unit:
-    description: A systemd unit whose C(systemctl is-enabled) state to return in RV(unit_state).
+    description:
+      - A systemd unit whose C(systemctl is-enabled) state to return in RV(unit_state).
+      - With O(unit_content) and O(restore_install), the boot restore's unit, installed or removed with its files.
     type: str
+  unit_content:
+    description:
+      - The text of the unit file of O(unit) (the role renders its template on the controller). Set, O(unit) is managed
+        with the boot restore where systemd runs, in the same run as its files. O(restore_install=present) writes
+        O(unit_dir)/O(unit) (root's 0644, through a temp file, fsync and rename) when its checksum differs, then runs
+        C(systemctl daemon-reload), and C(systemctl enable) when the unit is not enabled or its file was written.
+        O(restore_install=absent) runs C(systemctl disable) when it is enabled and removes the file if it is a regular
+        file (a mask's symbolic link is left), then C(systemctl daemon-reload).
+      - Anything but a regular file where the unit file goes is refused with rule C(not_regular_file); a failing
+        C(systemctl) call fails the run with rule C(systemctl_failed).
+      - Unset, O(unit) is only read.
+    type: str
+  unit_dir:
+    description: Directory of the unit file of O(unit_content).
+    type: path
+    default: /etc/systemd/system
   restore_install:
     description:
       - V(present) installs the boot restore of the role (its unit runs it) in O(restore_dir) where systemd runs
@@ -248,7 +266,8 @@ restore:
 restore_changes:
   description:
     - What O(restore_install) changed (or, in check mode, would change), in order; empty when the boot restore is
-      as it should be. C(action) is V(create), V(fix) (owner or mode), V(copy) or V(remove).
+      as it should be. C(action) is V(create), V(fix) (owner or mode), V(copy) or V(remove); with O(unit_content) also
+      V(enable) or V(disable), whose C(path) is the unit's name.
   returned: always
   type: list
   elements: dict

@@ -339,3 +339,109 @@ def test_the_action_plugin_installs_the_restore_in_one_more_call_and_a_no_op_is_
     # With pipelining (the lab's and most fleets' setting), a run with nothing to send is one command on the host.
     again, commands = play(pipelining=True)
     assert (again['changed'], commands) == (False, 1)
+
+
+UNIT = 'kernelops-livepatch-restore.service'
+UNIT_TEXT = '[Unit]\nDescription=a test unit\n\n[Service]\nType=oneshot\nExecStart=/bin/true\n\n[Install]\nWantedBy=sysinit.target\n'
+
+
+@pytest.fixture
+def systemctl(monkeypatch):
+    """A fake systemctl behind run_command: is-enabled answers from ``state``; every call is recorded."""
+    from ansible.module_utils.basic import AnsibleModule
+    state = {'enabled': 'disabled', 'calls': [], 'fail': None}
+
+    def run_command(_module, argv, **_kwargs):
+        assert argv[0] == 'systemctl', argv
+        if argv[1] == 'is-enabled':
+            return (0 if state['enabled'] == 'enabled' else 1), state['enabled'] + '\n', ''
+        state['calls'].append(argv[1:])
+        if argv[1] == state['fail']:
+            return 1, '', 'Failed to %s unit: nope\n' % argv[1]
+        if argv[1] in ('enable', 'disable'):
+            state['enabled'] = argv[1] + 'd'
+        return 0, '', ''
+    monkeypatch.setattr(AnsibleModule, 'run_command', run_command)
+    return state
+
+
+@pytest.fixture
+def unit_args(restore, tmp_path):
+    (tmp_path / 'units').mkdir()
+    return dict(restore, unit=UNIT, unit_content=UNIT_TEXT, unit_dir=str(tmp_path / 'units'))
+
+
+def test_unit_check_mode_predicts_the_run_written_after_the_files_then_enabled_and_a_second_run_does_nothing(
+        unit_args, systemctl, capsys):
+    path = os.path.join(unit_args['unit_dir'], UNIT)
+    predicted = run(capsys, check=True, diff=True, **unit_args)
+    assert predicted['changed'] is True and not os.path.exists(path) and systemctl['calls'] == []
+    assert predicted['restore_changes'][-2:] == [{'path': path, 'action': 'copy'}, {'path': UNIT, 'action': 'enable'}]
+    assert predicted['diff'][-1]['after'] == '%s (sha256 %s)\n%s: enabled\n' % (
+        path, hashlib.sha256(UNIT_TEXT.encode()).hexdigest(), UNIT)
+    done = run(capsys, diff=True, **unit_args)
+    assert done['rc'] == 0 and done['restore_changes'] == predicted['restore_changes'] and done['diff'] == predicted['diff']
+    assert Path(path).read_text() == UNIT_TEXT and stat.S_IMODE(os.lstat(path).st_mode) == 0o644
+    assert systemctl['calls'] == [['daemon-reload'], ['enable', UNIT]]
+    assert done['unit_state'] == 'disabled'  # as read before the run
+    again = run(capsys, **unit_args)
+    assert (again['changed'], again['restore_changes'], again['unit_state']) == (False, [], 'enabled')
+    assert systemctl['calls'] == [['daemon-reload'], ['enable', UNIT]]
+
+
+def test_unit_only_what_differs_enabled_again_after_a_new_text_a_mode_fixed_without_systemctl(
+        unit_args, systemctl, capsys):
+    path = os.path.join(unit_args['unit_dir'], UNIT)
+    assert run(capsys, **unit_args)['changed'] is True
+    os.chmod(path, 0o664)
+    fixed = run(capsys, **unit_args)
+    assert fixed['restore_changes'] == [{'path': path, 'action': 'fix'}] and stat.S_IMODE(os.lstat(path).st_mode) == 0o644
+    assert systemctl['calls'] == [['daemon-reload'], ['enable', UNIT]]
+    new = dict(unit_args, unit_content=UNIT_TEXT.replace('a test unit', 'another text'))
+    changed = run(capsys, **new)
+    assert changed['restore_changes'] == [{'path': path, 'action': 'copy'}, {'path': UNIT, 'action': 'enable'}]
+    assert Path(path).read_text() == new['unit_content']
+    assert systemctl['calls'][2:] == [['daemon-reload'], ['enable', UNIT]]
+
+
+def test_unit_absent_disables_and_removes_before_the_files_and_leaves_a_mask(unit_args, systemctl, capsys):
+    path = os.path.join(unit_args['unit_dir'], UNIT)
+    assert run(capsys, **unit_args)['changed'] is True
+    removal = dict(unit_args, restore_install='absent')
+    predicted = run(capsys, check=True, **removal)
+    assert predicted['restore_changes'][:2] == [{'path': UNIT, 'action': 'disable'}, {'path': path, 'action': 'remove'}]
+    assert os.path.exists(path) and systemctl['enabled'] == 'enabled'
+    done = run(capsys, **removal)
+    assert done['restore_changes'] == predicted['restore_changes'] and not os.path.lexists(path)
+    assert systemctl['calls'][2:] == [['disable', UNIT], ['daemon-reload']]
+    assert not os.path.lexists(unit_args['restore_dir'])
+    assert run(capsys, **removal)['changed'] is False
+    os.symlink('/dev/null', path)  # masked by the admin: not ours to remove
+    assert run(capsys, **removal)['changed'] is False and os.path.islink(path)
+
+
+def test_unit_refuses_a_symlink_in_its_place_and_a_failing_systemctl_has_a_rule(unit_args, systemctl, tmp_path, capsys):
+    path = os.path.join(unit_args['unit_dir'], UNIT)
+    os.symlink('/dev/null', path)
+    for check in (True, False):
+        result = run(capsys, check=check, **unit_args)
+        assert result['rc'] == 1 and result['rule'] == 'not_regular_file' and path in result['msg'], result
+    assert os.path.islink(path) and systemctl['calls'] == []
+    os.unlink(path)
+    systemctl['fail'] = 'enable'
+    failed = run(capsys, **unit_args)
+    assert failed['rc'] == 1 and failed['rule'] == 'systemctl_failed' and 'Failed to enable unit: nope' in failed['msg']
+    bad = run(capsys, **dict(unit_args, unit='../evil.service'))
+    assert bad['rc'] == 1 and bad['rule'] == 'bad_input' and not os.path.lexists(str(tmp_path / 'evil.service'))
+
+
+def test_unit_left_alone_without_its_text_or_without_systemd(unit_args, systemctl, env, capsys):
+    path = os.path.join(unit_args['unit_dir'], UNIT)
+    without = dict(unit_args)
+    del without['unit_content']
+    assert all(change['path'] not in (path, UNIT) for change in run(capsys, **without)['restore_changes'])
+    assert not os.path.lexists(path)
+    shutil.rmtree(os.path.join(env.root, 'run', 'systemd'))
+    result = run(capsys, **unit_args)
+    assert (result['changed'], result['restore_changes']) == (False, []) and not os.path.lexists(path)
+    assert systemctl['calls'] == []
