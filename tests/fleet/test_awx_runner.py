@@ -141,8 +141,10 @@ def test_runner_status_and_events(job):
                 and e["event_data"].get("task_action") == "kernelops.livepatch.livepatch_stack"]
     assert len(converge) == 1 and converge[0]["event_data"]["res"]["changed"] is True
     assert converge[0]["event_data"]["res"]["stack_after"] == ["lab_a", "lab_b"]
+    # livepatch_stage installs the boot restore, its unit enabled in the same call.
     boot = [e for e in events if e["event_data"].get("host") == "lab" and e["event"] == "runner_on_ok"
-            and e["event_data"].get("task") == "Enable the restore unit"]
+            and e["event_data"].get("task_action") == "kernelops.livepatch.livepatch_stage"
+            and {"path": UNIT, "action": "enable"} in e["event_data"]["res"].get("restore_changes", [])]
     assert boot, "the healthy host did not install the boot restore"
     verdict = [e for e in events if e["event"] == "runner_on_failed" and e["event_data"].get("host") == "gone"]
     assert verdict and verdict[-1]["event_data"]["task"] == "Fail this host with its reason"
