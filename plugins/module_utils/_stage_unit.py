@@ -13,9 +13,10 @@ install than a template and a systemd task (each a Python start on the host). As
 deciding is kept apart from acting: :func:`decide` reads the host and changes nothing, so check
 mode reports what :func:`carry_out` then does. The file is written like the restore's files
 (root's 0644, temp file, fsync, rename); anything but a regular file in its place (a mask's
-symlink to /dev/null, say) is refused, not written through. ``systemctl daemon-reload`` runs
-after the file changed or was removed, ``systemctl enable`` when the unit is not enabled or its
-file changed (its ``[Install]`` section may have), ``systemctl disable`` before it is removed.
+symlink to /dev/null, say) is refused, not written through. ``systemctl enable`` runs when the
+unit is not enabled or its file changed (its ``[Install]`` section may have), ``systemctl
+disable`` before it is removed; both reload systemd themselves (systemctl(1), ``--no-reload``),
+so ``systemctl daemon-reload`` runs only after a removal. A reload costs seconds on a small host.
 """
 
 from __future__ import annotations
@@ -89,10 +90,9 @@ def carry_out(plan: UnitPlan, content: str, env: Env,
         elif action == 'disable':
             systemctl('disable', plan.name)
         elif action == 'enable':
-            if reload:
-                systemctl('daemon-reload')
-                reload = False
+            # enable reloads systemd itself (systemctl(1), --no-reload): one reload, not two.
             systemctl('enable', plan.name)
+            reload = False
     if reload:
         systemctl('daemon-reload')
 

@@ -106,7 +106,7 @@ options:
       - The text of the unit file of O(unit) (the role renders its template on the controller). Set, O(unit) is managed
         with the boot restore where systemd runs, in the same run as its files. O(restore_install=present) writes
         O(unit_dir)/O(unit) (root's 0644, through a temp file, fsync and rename) when its checksum differs, then runs
-        C(systemctl daemon-reload), and C(systemctl enable) when the unit is not enabled or its file was written.
+        C(systemctl enable) (which reloads systemd) when the unit is not enabled or its file was written.
         O(restore_install=absent) runs C(systemctl disable) when it is enabled and removes the file if it is a regular
         file (a mask's symbolic link is left), then C(systemctl daemon-reload).
       - Anything but a regular file where the unit file goes is refused with rule C(not_regular_file); a failing

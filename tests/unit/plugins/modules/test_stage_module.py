@@ -382,11 +382,11 @@ def test_unit_check_mode_predicts_the_run_written_after_the_files_then_enabled_a
     done = run(capsys, diff=True, **unit_args)
     assert done['rc'] == 0 and done['restore_changes'] == predicted['restore_changes'] and done['diff'] == predicted['diff']
     assert Path(path).read_text() == UNIT_TEXT and stat.S_IMODE(os.lstat(path).st_mode) == 0o644
-    assert systemctl['calls'] == [['daemon-reload'], ['enable', UNIT]]
+    assert systemctl['calls'] == [['enable', UNIT]]  # enable reloads systemd itself
     assert done['unit_state'] == 'disabled'  # as read before the run
     again = run(capsys, **unit_args)
     assert (again['changed'], again['restore_changes'], again['unit_state']) == (False, [], 'enabled')
-    assert systemctl['calls'] == [['daemon-reload'], ['enable', UNIT]]
+    assert systemctl['calls'] == [['enable', UNIT]]
 
 
 def test_unit_only_what_differs_enabled_again_after_a_new_text_a_mode_fixed_without_systemctl(
@@ -396,12 +396,12 @@ def test_unit_only_what_differs_enabled_again_after_a_new_text_a_mode_fixed_with
     os.chmod(path, 0o664)
     fixed = run(capsys, **unit_args)
     assert fixed['restore_changes'] == [{'path': path, 'action': 'fix'}] and stat.S_IMODE(os.lstat(path).st_mode) == 0o644
-    assert systemctl['calls'] == [['daemon-reload'], ['enable', UNIT]]
+    assert systemctl['calls'] == [['enable', UNIT]]
     new = dict(unit_args, unit_content=UNIT_TEXT.replace('a test unit', 'another text'))
     changed = run(capsys, **new)
     assert changed['restore_changes'] == [{'path': path, 'action': 'copy'}, {'path': UNIT, 'action': 'enable'}]
     assert Path(path).read_text() == new['unit_content']
-    assert systemctl['calls'][2:] == [['daemon-reload'], ['enable', UNIT]]
+    assert systemctl['calls'][1:] == [['enable', UNIT]]
 
 
 def test_unit_absent_disables_and_removes_before_the_files_and_leaves_a_mask(unit_args, systemctl, capsys):
@@ -413,7 +413,7 @@ def test_unit_absent_disables_and_removes_before_the_files_and_leaves_a_mask(uni
     assert os.path.exists(path) and systemctl['enabled'] == 'enabled'
     done = run(capsys, **removal)
     assert done['restore_changes'] == predicted['restore_changes'] and not os.path.lexists(path)
-    assert systemctl['calls'][2:] == [['disable', UNIT], ['daemon-reload']]
+    assert systemctl['calls'][1:] == [['disable', UNIT], ['daemon-reload']]
     assert not os.path.lexists(unit_args['restore_dir'])
     assert run(capsys, **removal)['changed'] is False
     os.symlink('/dev/null', path)  # masked by the admin: not ours to remove
