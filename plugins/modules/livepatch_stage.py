@@ -175,7 +175,7 @@ EXAMPLES = r"""
   become: true
   register: files
 
-- name: What the role livepatch_stack does - pop-to mode, the checksums of its unit, nothing removed
+- name: What the role livepatch_stack does - pop-to mode, the boot restore and its unit, nothing removed
   kernelops.livepatch.livepatch_stage:
     push:
       - path: /opt/patches/lp_cve_2026_0002.ko
@@ -186,6 +186,8 @@ EXAMPLES = r"""
     lock_timeout: 30
     checksums: [/etc/systemd/system/kernelops-livepatch-restore.service]
     unit: kernelops-livepatch-restore.service
+    unit_content: "{{ lookup('ansible.builtin.template', 'kernelops-livepatch-restore.service.j2') }}"
+    unit_dir: /etc/systemd/system
     restore_install: present
     restore_dir: /usr/local/libexec/kernelops-livepatch
   become: true
