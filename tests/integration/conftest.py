@@ -14,7 +14,8 @@ Kernels: all three by default; ``KERNELOPS_LAB_KERNELS=bookworm,sid`` or
 Every test file shares the one guest per kernel. A test marked ``lab_last`` leaves the guest in a
 state the others cannot use (another kernel booted): it runs after every other test of its
 kernel. At the end the session prints where each test's time went (``lab time per test``):
-``ansible`` module runs, role (``ansible-playbook``) runs, plain ssh commands, reboots and boots,
+``ansible`` module runs, ``module`` runs by the guest runner (``drive.Runner``), role
+(``ansible-playbook``) runs, ``shell`` commands by the runner, plain ssh commands, reboots and boots,
 each as count and seconds, and the rest (the model's half, the controller's own work).
 """
 
@@ -34,7 +35,7 @@ if str(LAB_DIR) not in sys.path:
 import klab  # noqa: E402  pylint: disable=wrong-import-position
 from klab.qemu import SPENT  # noqa: E402  pylint: disable=wrong-import-position
 
-COST_KINDS = ('ansible', 'role', 'ssh', 'reboot', 'boot')
+COST_KINDS = ('ansible', 'module', 'role', 'shell', 'ssh', 'reboot', 'boot')
 COSTS = []  # (test id, wall seconds, {kind: (count, seconds)})
 
 
@@ -96,11 +97,12 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem):  # pylint: disable=unu
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
-    if not any(spent["ansible"][0] or spent["reboot"][0] or spent["role"][0] for _name, _wall, spent in COSTS):
+    if not any(spent["ansible"][0] or spent["module"][0] or spent["reboot"][0] or spent["role"][0]
+               for _name, _wall, spent in COSTS):
         return
     write = terminalreporter.write_line
     terminalreporter.section("lab time per test (count x, seconds)")
-    write("%8s %12s %12s %12s %12s %12s %8s  %s" % ("wall", "ansible", "role", "ssh", "reboot", "boot", "rest", "test"))
+    write("%8s %s %8s  %s" % ("wall", " ".join("%12s" % kind for kind in COST_KINDS), "rest", "test"))
     totals = dict((kind, [0, 0.0]) for kind in COST_KINDS)
     wall_total = 0.0
     for name, wall, spent in sorted(COSTS, key=lambda cost: -cost[1]):
