@@ -29,6 +29,7 @@ errors). A disagreement is a bug in the model or a kernel fact the model does no
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -174,20 +175,25 @@ class Runner:
     """``guest_runner.py`` running in one boot of a guest, over one ssh session (module docstring).
 
     Its files (the runner, ``ansible/module_utils`` of this controller's ansible-core, the
-    collection's modules and module_utils from this checkout) are unpacked under /run (gone at
-    the next boot); it is started again after every reboot (another QEMU process)."""
+    collection's modules and module_utils from this checkout) are unpacked on the guest's disk
+    in a directory named by their hash, once per guest (kept across reboots with the bytecode
+    Python writes there, so a restart after a reboot compiles nothing); it is started again
+    after every reboot (another QEMU process)."""
 
-    DIR = '/run/kernelops-test-runner'
+    BASE = '/var/tmp/kernelops-test-runner'
 
     def __init__(self, vm):
         self.vm = vm
         self.key = self._boot_key()
-        self.vm.ssh('rm -rf {d} && mkdir -p {d} && tar -xzf - -C {d}'.format(d=self.DIR), input_data=payload(),
-                    timeout=120)
+        data = payload()
+        directory = '%s/%s' % (self.BASE, hashlib.sha256(data).hexdigest()[:16])
+        self.vm.ssh('d=%s; if [ -f $d/.complete ]; then cat >/dev/null; else rm -rf $d.new && mkdir -p $d.new && '
+                    'tar -xzf - -C $d.new && touch $d.new/.complete && rm -rf $d && mv $d.new $d; fi' % directory,
+                    input_data=data, timeout=120)
         # our module_utils imported once (not the modules: runpy runs each as __main__ afresh)
         warm = ' '.join('ansible_collections.kernelops.livepatch.plugins.module_utils.' + name
                         for name in _PAYLOAD['module_utils'])
-        argv = vm.ssh_argv() + ['--', 'cd %s && exec python3 -u guest_runner.py %s' % (self.DIR, warm)]
+        argv = vm.ssh_argv() + ['--', 'cd %s && exec python3 -u guest_runner.py %s' % (directory, warm)]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,  # pylint: disable=consider-using-with
                                      stderr=subprocess.DEVNULL)
         ready = self._answer(300, 'start')
