@@ -48,6 +48,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "lab_last: runs after every other test of its kernel's guest "
                                        "(it leaves the guest on another kernel)")
+    config.addinivalue_line("markers", "lab_order(n): runs before (n < 0) the unmarked tests of its kernel's "
+                                       "guest, lowest n first")
 
 
 def selected_kernels(config: pytest.Config) -> list[str]:
@@ -68,19 +70,38 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """After pytest grouped the tests by kernel (one guest each): ``lab_last`` tests to the end
-    of their kernel's group, in their order."""
+    """After pytest grouped the tests by kernel (one guest each): ``lab_order(n)`` tests first,
+    lowest n first, and ``lab_last`` tests to the end of their kernel's group, else in their order."""
     def kernel(item: pytest.Item):
         callspec = getattr(item, "callspec", None)
         return callspec.params.get("lab_vm") if callspec else None
+
+    def place(item: pytest.Item):
+        order = item.get_closest_marker("lab_order")
+        if order is not None:
+            return order.args[0]
+        return 1 if item.get_closest_marker("lab_last") is not None else 0
     groups: list[list[pytest.Item]] = []
     for item in items:
         if groups and kernel(groups[-1][0]) == kernel(item):
             groups[-1].append(item)
         else:
             groups.append([item])
-    items[:] = [item for group in groups
-                for item in sorted(group, key=lambda i: i.get_closest_marker("lab_last") is not None)]
+    items[:] = [item for group in groups for item in sorted(group, key=place)]
+
+
+@pytest.fixture(autouse=True)
+def _reboot_left_for_the_next_test(request: pytest.FixtureRequest):
+    """A test that left its kernel in a state only a reboot undoes (``drive.reboot_pending``) has
+    that reboot done by the next test of the guest that reboots anyway (its higher-scoped fixture
+    already did: the boot changed), else here, before this test runs."""
+    if "lab_vm" in request.fixturenames:
+        vm = request.getfixturevalue("lab_vm")
+        pending = getattr(vm, "klab_reboot_pending", None)
+        if pending and pending[1] == (vm.inst.pid, vm.inst.release, vm.inst.append):
+            vm.reboot(append="")
+        vm.klab_reboot_pending = None
+    yield
 
 
 @pytest.hookimpl(hookwrapper=True)

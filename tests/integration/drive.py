@@ -311,6 +311,12 @@ def runner(vm):
     return current
 
 
+def reboot_pending(vm, why):
+    """The guest's kernel is left in a state only a reboot undoes (``why``): the next test of the
+    guest reboots it first unless a reboot of its own comes first (conftest.py)."""
+    vm.klab_reboot_pending = (why, (vm.inst.pid, vm.inst.release, vm.inst.append))
+
+
 def sh(vm, script, check=True, timeout=180):
     if VIA == 'runner':
         return runner(vm).sh(script, check=check, timeout=timeout).stdout

@@ -18,6 +18,10 @@ import shlex
 
 import pytest
 
+# The lab is checked before the product on each guest: these tests run first (the reboot tests
+# below after test_trust_real.py's sig_enforce test: see ``rebooted``).
+pytestmark = pytest.mark.lab_order(-3)
+
 SYSFS = "/sys/kernel/livepatch"
 INDEPENDENT_PATCHES = ["lab_a", "lab_b", "lab_c", "lab_d", "lab_e"]
 POLL_MS = 10
@@ -121,12 +125,15 @@ REBOOT_WORDS = "klab.selftest=append klab.second=word"
 def rebooted(lab_vm):
     """One reboot of the guest for the two tests below (each asserts its own part of it):
     a file written before, the boot id before, and ``VM.reboot(append=...)`` with extra kernel
-    words. Returns (boot id before, boot id after)."""
+    words. Returns (boot id before, boot id after). The tests run early on the guest
+    (``lab_order``), right after test_trust_real.py's ``sig_enforce`` test: this is also the
+    reboot that turns signature enforcement off again (asserted below)."""
     lab_vm.ssh("echo kept > /var/lib/klab-reboot-marker && sync")
     before = lab_vm.boot_id()
     return before, lab_vm.reboot(append=REBOOT_WORDS)
 
 
+@pytest.mark.lab_order(-1)
 def test_reboot_keeps_the_disk_and_changes_boot_id(lab_vm, rebooted):
     """``VM.reboot``: ssh answers again with a new boot id; the disk (overlay) kept its files."""
     before, after = rebooted
@@ -136,6 +143,7 @@ def test_reboot_keeps_the_disk_and_changes_boot_id(lab_vm, rebooted):
     assert lab_vm.release == lab_vm.ssh("uname -r").stdout.strip()
 
 
+@pytest.mark.lab_order(-1)
 def test_extra_kernel_words_reach_the_guest_kernel(lab_vm, rebooted):  # pylint: disable=unused-argument
     """``VM.reboot(append=...)`` (like ``Lab.boot(kernel, append=...)``) boots with extra
     kernel command-line words: the guest's /proc/cmdline ends with them (the same reboot as the

@@ -28,7 +28,7 @@ import time
 
 import pytest
 
-from drive import live_patches, loaded_livepatch_modules, on_kernel_and_model, patch, reset, sh, stack
+from drive import live_patches, loaded_livepatch_modules, on_kernel_and_model, patch, reboot_pending, reset, sh, stack
 
 TRUST_DIR = '/root/klp-trust'   # root-owned, 0755, below /root (0700): a directory the collection must accept
 NOTE = 'notes/.note.gnu.build-id'
@@ -305,14 +305,16 @@ def unsigned_under_sig_enforce(t):
     return [result]
 
 
+@pytest.mark.lab_order(-2)
 def test_unsigned_patch_is_refused_when_the_kernel_enforces_signatures(lab, vm):
     """Turn on ``module.sig_enforce`` (one way only: the parameter is ``bool_enable_only``,
-    kernel/module/signing.c), then reboot without it.
+    kernel/module/signing.c); a reboot without it is the only way back.
 
     The switch is the running kernel's own parameter file (``echo 1 >``), the same variable
     ``module.sig_enforce=1`` on the command line sets; a kernel whose file refuses the write
-    gets the word on the command line instead (a restart). Either way the reboot after the
-    scenario is the only way back, so one reboot instead of two.
+    gets the word on the command line instead (a restart). The test runs first on its guest
+    (``lab_order``), and the lab self-test's reboot right after it (test_lab_selftest.py, which
+    asserts ``sig_enforce`` is ``N`` after it) is the reboot back: no reboot of its own.
 
     The model is a kernel booted with the same parameter (``sig_enforce``): it renders the
     parameter the modules read and rejects an unsigned module with EKEYREJECTED, as
@@ -341,7 +343,4 @@ def test_unsigned_patch_is_refused_when_the_kernel_enforces_signatures(lab, vm):
             return unsigned_under_sig_enforce(t)
         on_kernel_and_model(lab, vm, enforcing)
     finally:
-        start = time.monotonic()
-        vm.reboot(append='')
-        print('%s: reboot without sig_enforce took %.1f s' % (vm.kernel, time.monotonic() - start))
-    assert sh(vm, 'cat /sys/module/module/parameters/sig_enforce').strip() == default_sig
+        reboot_pending(vm, 'module.sig_enforce is on')
