@@ -301,14 +301,27 @@ def payload():
     return _PAYLOAD['data']
 
 
-def runner(vm):
-    """The guest runner of ``vm``'s current boot (started on first use after a boot)."""
+def runner(vm, start=True):
+    """The guest runner of ``vm``'s current boot, started by the boot's first module run
+    (``start``); None if it is not running and ``start`` is false."""
     current = _RUNNERS.get(id(vm))
     if current is None or not current.usable():
         if current is not None:
             current.close()
+            del _RUNNERS[id(vm)]
+        if not start:
+            return None
         current = _RUNNERS[id(vm)] = Runner(vm)
     return current
+
+
+def shell(vm, script, check=True, timeout=180):
+    """``script`` in the guest: through the runner when this boot has one (a shell command costs
+    a fork there instead of an ssh session), else over ssh; a CompletedProcess."""
+    current = runner(vm, start=False) if VIA == 'runner' else None
+    if current is not None:
+        return current.sh(script, check=check, timeout=timeout)
+    return vm.ssh(script, check=check, timeout=timeout)
 
 
 def reboot_pending(vm, why):
@@ -318,18 +331,13 @@ def reboot_pending(vm, why):
 
 
 def sh(vm, script, check=True, timeout=180):
-    if VIA == 'runner':
-        return runner(vm).sh(script, check=check, timeout=timeout).stdout
-    return vm.ssh(script, check=check, timeout=timeout).stdout
+    return shell(vm, script, check=check, timeout=timeout).stdout
 
 
 def loop_until(vm, condition, what, timeout_ms=20000):
     tries = timeout_ms // 10
     script = 'i=0; until %s; do i=$((i + 1)); if [ $i -ge %d ]; then exit 1; fi; sleep 0.01; done' % (condition, tries)
-    if VIA == 'runner':
-        proc = runner(vm).sh(script, check=False, timeout=timeout_ms / 1000 + 60)
-    else:
-        proc = vm.ssh(script, check=False, timeout=timeout_ms / 1000 + 60)
+    proc = shell(vm, script, check=False, timeout=timeout_ms / 1000 + 60)
     assert proc.returncode == 0, '%s: %s not observed within %d ms' % (vm.kernel, what, timeout_ms)
 
 
