@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from .chroot import build_patches
-from .guest import build_guest_image, build_initramfs, lab_keypair
+from .guest import build_guest_image, build_initramfs, guest_image_path, lab_keypair
 from .hosttools import ensure_host_tools
 from .kernels import KernelInfo, extract_vmlinux, fetch_kernel, kernel_info
 from .qemu import VM, Instance, boot_vm, choose_accel
@@ -113,7 +113,7 @@ class Lab:
     def is_built(self, kernel: str) -> bool:
         """True when ``kernel`` and the guest image are in the cache."""
         src = patches_source()
-        return (is_built(self.cache / "kernels" / kernel) and is_built(self.cache / "guest" / "rootfs.img")
+        return (is_built(self.cache / "kernels" / kernel) and is_built(guest_image_path(lab_keypair().with_suffix(".pub")))
                 and (src is None or is_built(self.cache / "patches" / kernel)))
 
     def boot(self, kernel: str, name: str | None = None, *, detach: bool = False, append: str = "",
@@ -140,7 +140,7 @@ class Lab:
         info = kernel_info(kernel)
         key = lab_keypair()
         try:
-            return boot_vm(info, build_initramfs(info), self.cache / "guest" / "rootfs.img", key,
+            return boot_vm(info, build_initramfs(info), guest_image_path(key.with_suffix(".pub")), key,
                            snapshot if snapshot.is_dir() else None, name=name, detach=detach, append=append,
                            reboot_exits=reboot_exits)
         finally:

@@ -454,10 +454,14 @@ class VM:
             if not self.alive():
                 raise LabError(f"{self.name}: QEMU exited while waiting for ssh (kernel {self.kernel})\n"
                                f"{read_tail(Path(self.inst.overlay).with_suffix('.qemu.log'), 10)}\n{self.console_tail()}")
-            boot = self.boot_id(master=False)
+            # Through the ControlMaster: the probe that gets in stays the master connection, and
+            # the commands after it (uname, the patches) skip another sshd start and key exchange
+            # (~1-3 s each under TCG while the guest still boots). The old master is closed
+            # before every reboot, so a probe cannot reach the previous boot through it.
+            boot = self.boot_id()
             return boot if boot and boot != previous_boot else None
         what = f"{self.name} ({self.kernel}) to answer ssh on port {self.port}" + (" after reboot" if previous_boot else "")
-        return wait_until(what, answered, timeout=timeout, interval=0.5, on_timeout=self.console_tail)
+        return wait_until(what, answered, timeout=timeout, interval=0.25, on_timeout=self.console_tail)
 
     # -- lifecycle --------------------------------------------------------------------
     def reboot(self, timeout: float | None = None, *, append: str | None = None, kernel: str | None = None) -> str:
@@ -537,10 +541,14 @@ class VM:
         initramfs = build_initramfs(info)
         before = "" if hard else (self.boot_id() or "")
         if not hard:
-            # With -no-reboot the guest's own reboot ends QEMU: the guest goes through the same
-            # shutdown as `systemctl reboot` on a host, and the next boot is a fresh power-on.
-            self.ssh("sync; systemctl %s" % ("reboot" if self.inst.reboot_exits else "poweroff"), check=False,
-                     timeout=30)
+            # With -no-reboot the guest's own reboot ends QEMU, and the next boot is a fresh
+            # power-on. `--force`: no unit is stopped one by one (seconds per unit under TCG),
+            # systemd-shutdown still ends every process, unmounts or remounts read-only and syncs
+            # (systemctl(1) "reboot"); nothing of the lab's or the role's does work at stop
+            # (the restore unit has no ExecStop, the journal is in memory), and `sync` first
+            # writes the disk out before anything is killed.
+            self.ssh("sync; systemctl %s" % ("reboot --force" if self.inst.reboot_exits else "poweroff"),
+                     check=False, timeout=30)
         self._close_master()
         if not hard:
             try:
