@@ -34,6 +34,7 @@ if str(LAB_DIR) not in sys.path:
 
 import klab  # noqa: E402  pylint: disable=wrong-import-position
 from klab.qemu import SPENT  # noqa: E402  pylint: disable=wrong-import-position
+from drive import reboot_if_pending  # noqa: E402  pylint: disable=wrong-import-position
 
 COST_KINDS = ('ansible', 'module', 'role', 'shell', 'ssh', 'reboot', 'boot')
 COSTS = []  # (test id, wall seconds, {kind: (count, seconds)})
@@ -96,11 +97,7 @@ def _reboot_left_for_the_next_test(request: pytest.FixtureRequest):
     that reboot done by the next test of the guest that reboots anyway (its higher-scoped fixture
     already did: the boot changed), else here, before this test runs."""
     if "lab_vm" in request.fixturenames:
-        vm = request.getfixturevalue("lab_vm")
-        pending = getattr(vm, "klab_reboot_pending", None)
-        if pending and pending[1] == (vm.inst.pid, vm.inst.release, vm.inst.append):
-            vm.reboot(append="")
-        vm.klab_reboot_pending = None
+        reboot_if_pending(request.getfixturevalue("lab_vm"))
     yield
 
 

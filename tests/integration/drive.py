@@ -184,26 +184,20 @@ class Runner:
 
     def __init__(self, vm):
         self.vm = vm
-        self.key = self._boot_key()
-        data = payload()
+        self.key = boot_key(vm)
+        data, warm = payload()
         directory = '%s/%s' % (self.BASE, hashlib.sha256(data).hexdigest()[:16])
         self.vm.ssh('d=%s; if [ -f $d/.complete ]; then cat >/dev/null; else rm -rf $d.new && mkdir -p $d.new && '
                     'tar -xzf - -C $d.new && touch $d.new/.complete && rm -rf $d && mv $d.new $d; fi' % directory,
                     input_data=data, timeout=120)
-        # our module_utils imported once (not the modules: runpy runs each as __main__ afresh)
-        warm = ' '.join('ansible_collections.kernelops.livepatch.plugins.module_utils.' + name
-                        for name in _PAYLOAD['module_utils'])
-        argv = vm.ssh_argv() + ['--', 'cd %s && exec python3 -u guest_runner.py %s' % (directory, warm)]
+        argv = vm.ssh_argv() + ['--', 'cd %s && exec python3 -u guest_runner.py %s' % (directory, ' '.join(warm))]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,  # pylint: disable=consider-using-with
                                      stderr=subprocess.DEVNULL)
         ready = self._answer(300, 'start')
         assert ready.get('ready'), ready
 
-    def _boot_key(self):
-        return (self.vm.inst.pid, self.vm.inst.release, self.vm.inst.append)
-
     def usable(self):
-        return self.proc.poll() is None and self._boot_key() == self.key
+        return self.proc.poll() is None and boot_key(self.vm) == self.key
 
     def close(self):
         if self.proc.poll() is None:
@@ -248,9 +242,9 @@ class Runner:
         result['failed'] = done['rc'] != 0 or bool(result.get('failed'))
         return result, wall
 
-    def sh(self, script, check=True, timeout=180, input_data=None):
+    def sh(self, script, check=True, timeout=180):
         start = time.monotonic()
-        done = self.request({'sh': script, 'input': input_data, 'timeout': timeout}, timeout + 30, 'sh')
+        done = self.request({'sh': script, 'timeout': timeout}, timeout + 30, 'sh')
         self.vm.charge('shell', time.monotonic() - start)
         if check and done['rc'] != 0:
             raise AssertionError('%s: `%s` failed (exit %d)\nstdout: %s\nstderr: %s' % (
@@ -262,8 +256,16 @@ _PAYLOAD = {}
 _RUNNERS = {}
 
 
+def boot_key(vm):
+    """What changes when the guest boots again: the QEMU process (a reboot ends it), the kernel
+    and its extra command-line words."""
+    return (vm.inst.pid, vm.inst.release, vm.inst.append)
+
+
 def payload():
-    """The runner's files as a .tar.gz (built once per test session)."""
+    """The runner's files as a .tar.gz, and the modules it imports before its first fork (our
+    module_utils; not the modules: runpy runs each as ``__main__`` afresh). Built once per
+    test session."""
     if 'data' not in _PAYLOAD:
         import ansible.module_utils  # pylint: disable=import-outside-toplevel
         buffer = io.BytesIO()
@@ -289,16 +291,16 @@ def payload():
             base = 'ansible_collections/kernelops/livepatch/'
             for package in ('ansible_collections/', 'ansible_collections/kernelops/', base, base + 'plugins/'):
                 add_text(package + '__init__.py', b'')
-            _PAYLOAD['module_utils'] = []
+            warm = []
             for kind in ('modules', 'module_utils'):
                 add_text(base + 'plugins/%s/__init__.py' % kind, b'')
                 for name in sorted(os.listdir(os.path.join(plugins, kind))):
                     if name.endswith('.py') and name != '__init__.py':
                         add(os.path.join(plugins, kind, name), base + 'plugins/%s/%s' % (kind, name))
                         if kind == 'module_utils':
-                            _PAYLOAD['module_utils'].append(name[:-3])
-        _PAYLOAD['data'] = buffer.getvalue()
-    return _PAYLOAD['data']
+                            warm.append('ansible_collections.kernelops.livepatch.plugins.module_utils.' + name[:-3])
+        _PAYLOAD.update(data=buffer.getvalue(), warm=tuple(warm))
+    return _PAYLOAD['data'], _PAYLOAD['warm']
 
 
 def runner(vm, start=True):
@@ -326,8 +328,16 @@ def shell(vm, script, check=True, timeout=180):
 
 def reboot_pending(vm, why):
     """The guest's kernel is left in a state only a reboot undoes (``why``): the next test of the
-    guest reboots it first unless a reboot of its own comes first (conftest.py)."""
-    vm.klab_reboot_pending = (why, (vm.inst.pid, vm.inst.release, vm.inst.append))
+    guest reboots it first unless a reboot of its own comes first (``reboot_if_pending``)."""
+    vm.klab_reboot_pending = (why, boot_key(vm))
+
+
+def reboot_if_pending(vm):
+    """Do the reboot ``reboot_pending`` left, unless the guest booted again since (conftest.py)."""
+    pending = getattr(vm, 'klab_reboot_pending', None)
+    if pending and pending[1] == boot_key(vm):
+        vm.reboot(append='')
+    vm.klab_reboot_pending = None
 
 
 def sh(vm, script, check=True, timeout=180):

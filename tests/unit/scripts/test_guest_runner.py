@@ -31,13 +31,12 @@ MODULE = 'ansible_collections.kernelops.livepatch.plugins.modules.'
 @pytest.fixture(scope='module')
 def runner(tmp_path_factory):
     base = tmp_path_factory.mktemp('runner')
-    with tarfile.open(fileobj=io.BytesIO(drive.payload()), mode='r:gz') as tar:
+    data, warm = drive.payload()
+    with tarfile.open(fileobj=io.BytesIO(data), mode='r:gz') as tar:
         tar.extractall(base, filter='data') if hasattr(tarfile, 'data_filter') else tar.extractall(base)
     python = shutil.which('python3') or sys.executable
-    warm = ['ansible_collections.kernelops.livepatch.plugins.module_utils.' + name
-            for name in drive._PAYLOAD['module_utils']]  # pylint: disable=protected-access
     # -I: nothing from this test process's paths: only the payload can be imported
-    proc = subprocess.Popen([python, '-I', '-u', str(base / 'guest_runner.py')] + warm, cwd=str(base),
+    proc = subprocess.Popen([python, '-I', '-u', str(base / 'guest_runner.py')] + list(warm), cwd=str(base),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def ask(request):
