@@ -7,9 +7,11 @@ Run it as ``python3 lab/labctl.py``: the file has no shebang and is not executab
 ansible-test's shebang check allows ``#!/usr/bin/env python`` only and Debian has no ``python``.
 
     labctl build [KERNEL...]            fetch kernels, build chroots, guest image, test patches
-    labctl up KERNEL --name N [--append "WORDS"]
+    labctl up KERNEL --name N [--append "WORDS"] [--pycache]
                                         boot a detached VM (extra kernel command-line words, e.g.
-                                        module.sig_enforce=1); print molecule's instance config (JSON)
+                                        module.sig_enforce=1; --pycache: a test guest that keeps the
+                                        bytecode of Ansible's module payloads, klab/payload_bytecode.py);
+                                        print molecule's instance config (JSON)
     labctl down --name N                stop it (idempotent)
     labctl ssh --name N -- CMD...       run a command in it
     labctl status                       list recorded VMs
@@ -54,7 +56,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if old is not None and pid_alive(old.pid) and old.kernel == args.kernel and old.append == append:
         vm = attach(args.name)
     else:
-        vm = Lab().boot(args.kernel, args.name, detach=True, append=append)
+        vm = Lab().boot(args.kernel, args.name, detach=True, append=append, pycache=args.pycache)
     print(json.dumps(instance_config(vm), indent=2))
     return 0
 
@@ -119,6 +121,8 @@ def parser() -> argparse.ArgumentParser:
     up_.add_argument("--name", required=True)
     up_.add_argument("--append", default="", metavar="WORDS",
                      help="extra kernel command-line words, e.g. 'module.sig_enforce=1' (quote several)")
+    up_.add_argument("--pycache", action="store_true",
+                     help="keep the bytecode of Ansible's module payloads in the guest (test guests; not for timing)")
     up_.set_defaults(func=cmd_up)
     down = sub.add_parser("down", help="stop a VM (idempotent)")
     down.add_argument("--name", required=True)

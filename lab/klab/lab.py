@@ -117,13 +117,15 @@ class Lab:
                 and (src is None or is_built(self.cache / "patches" / kernel)))
 
     def boot(self, kernel: str, name: str | None = None, *, detach: bool = False, append: str = "",
-             reboot_exits: bool = False) -> VM:
+             reboot_exits: bool = False, pycache: bool = False) -> VM:
         """Boot a fresh guest (new overlay) of ``kernel``; returns when ssh answers and the patches are in.
 
         ``append``: extra kernel command-line words, e.g. ``"module.sig_enforce=1"``; they follow
         the lab's own words (``klab.guest.KERNEL_CMDLINE``) and show in the guest's /proc/cmdline.
         ``reboot_exits``: QEMU ends when the guest reboots and ``VM.reboot`` starts it again (a
         fresh power-on each time; for the test suite's guests, which only ``VM.reboot`` reboots).
+        ``pycache``: keep the bytecode of Ansible's module payloads in the guest (``klab/payload_bytecode.py``:
+        module starts 2-3 s shorter under TCG); for test guests, never for benchmarks.
         """
         name = name or f"{kernel}-{os.getpid()}-{next(_BOOT_SERIAL)}"
         names = self.check_names([kernel])
@@ -142,7 +144,7 @@ class Lab:
         try:
             return boot_vm(info, build_initramfs(info), guest_image_path(key.with_suffix(".pub")), key,
                            snapshot if snapshot.is_dir() else None, name=name, detach=detach, append=append,
-                           reboot_exits=reboot_exits)
+                           reboot_exits=reboot_exits, pycache=pycache)
         finally:
             shutil.rmtree(snapshot, ignore_errors=True)
 

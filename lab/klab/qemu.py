@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from . import payload_bytecode
 from .guest import KERNEL_CMDLINE, PATCH_DIR, ensure_readable
 from .kernels import KernelInfo, boot_image
 from .util import LabError, c_env, cache_dir, log, run, tail, wait_until
@@ -675,13 +676,25 @@ def reap_dead() -> list[str]:
     return reaped
 
 
+def pycache_install() -> tuple[str, str]:
+    """(guest shell command, its stdin) installing ``payload_bytecode`` in a test guest: the module
+    and its ``.pth`` line in Debian's python3 dist-packages, and the cache directory that turns it on."""
+    site = "/usr/lib/python3/dist-packages"
+    name = payload_bytecode.GUEST_NAME
+    source = Path(payload_bytecode.__file__).read_text(encoding="utf-8")
+    return (f"mkdir -p {payload_bytecode.CACHE} && cat > {site}/{name}.py && echo 'import {name}' > {site}/{name}.pth",
+            source)
+
+
 def boot_vm(kernel: KernelInfo, initramfs: Path, base_image: Path, key: Path, patches: Path | None, *,
-            name: str, detach: bool, append: str = "", reboot_exits: bool = False) -> VM:
+            name: str, detach: bool, append: str = "", reboot_exits: bool = False, pycache: bool = False) -> VM:
     """Boot a guest of ``kernel`` on a fresh overlay of ``base_image``; wait for ssh; copy the patches in.
 
     ``append``: extra kernel command-line words after the lab's own (:func:`kernel_cmdline`).
     ``reboot_exits``: QEMU with ``-no-reboot`` (see :meth:`VM.reboot`); only for guests that are
     rebooted through :meth:`VM.reboot`, never by a playbook (nothing would start QEMU again).
+    ``pycache``: the guest keeps the bytecode of what Ansible's modules import from their payload zips
+    (``payload_bytecode``; for the test suite's guests, not for benchmarks, which time real starts).
     """
     cmdline = kernel_cmdline(append)
     for path in (boot_image(kernel), initramfs, base_image, key):
@@ -717,7 +730,8 @@ def boot_vm(kernel: KernelInfo, initramfs: Path, base_image: Path, key: Path, pa
     try:
         vm.wait_for_ssh(timeout=boot_timeout(accel))
         booted = time.monotonic() - started
-        release = vm.ssh("uname -r").stdout.strip()
+        install, source = pycache_install() if pycache else ("true", None)
+        release = vm.ssh(f"{install} && uname -r", input_data=source).stdout.strip()
         if release != kernel.release:
             raise LabError(f"{name}: guest runs {release}, expected {kernel.release}")
         if patches is not None:

@@ -113,7 +113,7 @@ def report_of(artifacts: Path) -> dict:
 @pytest.fixture(scope="module")
 def vm():
     lab = klab.Lab().build([KERNEL])
-    guest = lab.boot(KERNEL)
+    guest = lab.boot(KERNEL, pycache=True)
     try:
         guest.ssh("rmmod lab_a lab_b 2>/dev/null; rm -rf /var/lib/kernelops-livepatch; true", check=False)
         yield guest

@@ -144,7 +144,7 @@ def lab(request: pytest.FixtureRequest) -> klab.Lab:
 @pytest.fixture(scope="session")
 def lab_vm(request: pytest.FixtureRequest, lab: klab.Lab):  # pylint: disable=redefined-outer-name
     """A guest booted on the kernel named by the parameter; stopped at teardown, whatever happened."""
-    vm = lab.boot(request.param, reboot_exits=True)
+    vm = lab.boot(request.param, reboot_exits=True, pycache=True)
     try:
         yield vm
     finally:
