@@ -17,7 +17,10 @@ awx stage run everything through Ansible. Shell commands go through the runner t
 (one ``/bin/sh -c`` in the guest instead of an ssh session each).
 
 Helpers are named like the kernel selftests' functions.sh and wait on the kernel's observable
-state, polling every 10 ms in the guest.
+state, polling every 10 ms in the guest. Each guest command costs a round trip (0.1-0.3 s under
+TCG, more over ssh), so a test's several reads go in one command (``reads``: each read named and
+parsed apart, a failed one named in the failure) and a setup sequence of insmods and waits too
+(``steps``: the first step that fails is named).
 
 Every scenario also runs on the kernel model (``tests/unit/kernel_model.py``) with the same calls
 and the same ``.ko`` files: ``Guest`` and ``Model`` are two targets with one interface (run a
@@ -344,17 +347,20 @@ def sh(vm, script, check=True, timeout=180):
     return shell(vm, script, check=check, timeout=timeout).stdout
 
 
+def wait_script(condition, timeout_ms=20000):
+    """Shell that polls ``condition`` every 10 ms and exits 1 when it has not held within ``timeout_ms``."""
+    return 'i=0; until %s; do i=$((i + 1)); if [ $i -ge %d ]; then exit 1; fi; sleep 0.01; done' % (
+        condition, timeout_ms // 10)
+
+
 def loop_until(vm, condition, what, timeout_ms=20000):
-    tries = timeout_ms // 10
-    script = 'i=0; until %s; do i=$((i + 1)); if [ $i -ge %d ]; then exit 1; fi; sleep 0.01; done' % (condition, tries)
-    proc = shell(vm, script, check=False, timeout=timeout_ms / 1000 + 60)
+    proc = shell(vm, wait_script(condition, timeout_ms), check=False, timeout=timeout_ms / 1000 + 60)
     assert proc.returncode == 0, '%s: %s not observed within %d ms' % (vm.kernel, what, timeout_ms)
 
 
-def live_patches(vm):
-    """Names with a sysfs directory and enabled=1, in the kernel's order where it tells
-    (stack_order), else as /proc/modules lists them reversed: plain shell, not our reader."""
-    script = r'''
+# Names with a sysfs directory and enabled=1, in the kernel's order where it tells (stack_order),
+# else as /proc/modules lists them reversed: plain shell, not our reader.
+LIVE_SCRIPT = r'''
 cd /sys/kernel/livepatch || exit 0
 for p in */; do p=${p%/}; [ -d "$p" ] || continue
   [ "$(cat $p/enabled 2>/dev/null)" = 1 ] || continue
@@ -362,18 +368,78 @@ for p in */; do p=${p%/}; [ -d "$p" ] || continue
   else echo "$(tac /proc/modules | grep -n "^$p " | cut -d: -f1) $p"; fi
 done | sort -n | cut -d' ' -f2
 '''
-    return [line for line in sh(vm, script).split() if line]
+
+
+def live_names(text):
+    return [line for line in text.split() if line]
+
+
+def livepatch_modules(proc_modules):
+    """Loaded modules carrying the livepatch taint K, from the text of /proc/modules."""
+    return sorted(line.split()[0] for line in proc_modules.splitlines()
+                  if line.rstrip().endswith(')') and 'K' in line.rsplit('(', 1)[-1])
+
+
+def live_patches(vm):
+    """The live patches, bottom first (``LIVE_SCRIPT``)."""
+    return live_names(sh(vm, LIVE_SCRIPT))
 
 
 def loaded_livepatch_modules(vm):
     """Loaded modules carrying the livepatch taint K, from /proc/modules."""
-    return sorted(line.split()[0] for line in sh(vm, 'cat /proc/modules').splitlines()
-                  if line.rstrip().endswith(')') and 'K' in line.rsplit('(', 1)[-1])
+    return livepatch_modules(sh(vm, 'cat /proc/modules'))
 
 
-def reset(vm):
+def reads(vm, scripts=None, timeout=180, **more):
+    """Several shell reads in one guest command: ``scripts`` (and ``more``) name -> shell; returns
+    name -> its exact stdout. Each runs in its own subshell, in order; a read that exits non-zero
+    fails the call naming it."""
+    scripts = dict(scripts or {}, **more)
+    body = ''.join("printf '\\n@@klp-read %s\\n'; (\n%s\n); printf '\\n@@klp-rc %%s\\n' $?\n" % (name, script)
+                   for name, script in scripts.items())
+    done = shell(vm, body, timeout=timeout)
+    found = dict((name, (text, int(rc))) for name, text, rc in
+                 re.findall(r'\n@@klp-read (\S+)\n(.*?)\n@@klp-rc (\d+)\n', done.stdout, re.S))
+    for name in scripts:
+        text, rc = found.get(name, (None, -1))
+        if rc != 0:
+            raise AssertionError('%s: read %s failed (exit %d): `%s`\nstdout: %s\nstderr: %s' % (
+                vm.kernel, name, rc, scripts[name].strip(), (text or '')[-2000:], done.stderr[-2000:]))
+    return dict((name, found[name][0]) for name in scripts)
+
+
+def live_and_loaded(vm):
+    """``live_patches`` and ``loaded_livepatch_modules`` read in one guest command."""
+    got = reads(vm, live=LIVE_SCRIPT, modules='cat /proc/modules')
+    return live_names(got['live']), livepatch_modules(got['modules'])
+
+
+def steps(vm, sequence, timeout=180):
+    """Run (what, shell) steps in order as one guest command, stopping at the first that fails
+    and failing the call with its ``what`` (a wait's ``what`` says what was not observed)."""
+    body = 'set -u\n' + ''.join("(\n%s\n) || { rc=$?; echo %s >&2; exit $rc; }\n" % (
+        script, shlex.quote('@@klp-failed ' + what)) for what, script in sequence)
+    done = shell(vm, body, check=False, timeout=timeout)
+    if done.returncode != 0:
+        failed = re.findall(r'^@@klp-failed (.*)$', done.stderr, re.M)
+        raise AssertionError('%s: %s (exit %d)\nstdout: %s\nstderr: %s' % (
+            vm.kernel, failed[-1] if failed else 'steps failed', done.returncode, done.stdout[-2000:],
+            done.stderr[-2000:]))
+    return done.stdout
+
+
+def insmod_steps(patch_dir, names, timeout_ms=20000):
+    """``steps`` that insmod each lab patch in turn and wait until no transition is left."""
+    return [item for name in names for item in (
+        ('insmod %s' % name, 'insmod %s/%s.ko' % (patch_dir, name)),
+        ('transition after insmod %s not over within %d ms' % (name, timeout_ms),
+         wait_script('! grep -qs 1 %s/*/transition' % SYSFS, timeout_ms)))]
+
+
+def reset(vm, then=''):
     """Bring the guest back to an empty stack with no test modules, the way an operator would:
-    wait for transitions, disable top-down, rmmod, unblock the busy target."""
+    wait for transitions, disable top-down, rmmod, unblock the busy target; then the shell
+    ``then`` (a test's own cleanup), in the same guest command."""
     script = r'''
 set -u
 pkill -f 'flock -o /run/kernelops-livepatch.loc[k]' || true
@@ -385,16 +451,16 @@ for p in $(ls -1 /sys/kernel/livepatch 2>/dev/null | tac); do
   i=0; until idle; do i=$((i+1)); [ $i -lt 3000 ] || exit 4; sleep 0.01; done
 done
 i=0; while [ -n "$(ls /sys/kernel/livepatch)" ]; do i=$((i+1)); [ $i -lt 3000 ] || exit 5; sleep 0.01; done
-for m in $(awk '$NF ~ /K/ {print $1}' /proc/modules) lab_busy lab_target lab_plain; do
+for m in $(awk '$NF ~ /K/ {print $1}' /proc/modules) lab_busy lab_target lab_plain lab_rel_lib; do
   grep -q "^$m " /proc/modules || continue
   i=0; until [ "$(cat /sys/module/$m/refcnt)" = 0 ]; do i=$((i+1)); [ $i -lt 3000 ] || exit 6; sleep 0.01; done
   rmmod $m
 done
 rm -f /run/kernelops-livepatch/journal.json
-'''
-    sh(vm, script, timeout=240)
-    assert live_patches(vm) == []
-    assert loaded_livepatch_modules(vm) == []
+''' + then
+    got = reads(vm, timeout=240, reset=script, live=LIVE_SCRIPT, modules='cat /proc/modules')
+    assert live_names(got['live']) == []
+    assert livepatch_modules(got['modules']) == []
 
 
 def patch(target, name):
@@ -503,6 +569,10 @@ class Guest:
     def loaded(self):
         return loaded_livepatch_modules(self.vm)
 
+    def state(self):
+        """(``live()``, ``loaded()``) in one guest command."""
+        return live_and_loaded(self.vm)
+
     def shell(self, script):
         """``script`` with ``{g}`` (the guest's root: nothing here) in front of every absolute path."""
         return sh(self.vm, script.replace('{g}', ''))
@@ -513,8 +583,9 @@ class Guest:
 
     def insmod(self, name):
         """Load a patch the way another tool would (not through the collection); wait for its transition."""
-        sh(self.vm, 'insmod %s/%s.ko' % (self.patch_dir, name))
-        loop_until(self.vm, '[ "$(cat %s/%s/transition 2>/dev/null)" = 0 ]' % (SYSFS, name), '%s enabled' % name)
+        steps(self.vm, [('insmod %s' % name, 'insmod %s/%s.ko' % (self.patch_dir, name)),
+                        ('%s not enabled within 20000 ms' % name,
+                         wait_script('[ "$(cat %s/%s/transition 2>/dev/null)" = 0 ]' % (SYSFS, name)))])
 
     def block(self):
         """lab_busy's kthread sleeps in lab_busy_sleep() until unblocked: lab_block cannot finish."""
@@ -618,6 +689,9 @@ class Model:
     def loaded(self):
         return sorted(module.name for module in self.model.modules if module.livepatch)
 
+    def state(self):
+        return self.live(), self.loaded()
+
     def shell(self, script):
         """The same setup script, run here with the mirror's root for ``{g}`` (as root, like the guest's)."""
         return subprocess.run(['sh', '-ec', script.replace('{g}', self.prefix)], check=True,
@@ -663,9 +737,9 @@ def on_kernel_and_model(lab, vm, scenario, via=None):
             raise AssertionError('%s: the kernel passed %s, the model did not: %s' % (
                 vm.kernel, scenario.__name__, exc)) from exc
         same(vm.kernel, real, modeled, scenario.__name__)
-        assert (model.live(), model.loaded()) == (guest.live(), guest.loaded()), (
-            '%s: %s: stack after on the model %s, on the kernel %s' % (
-                vm.kernel, scenario.__name__, (model.live(), model.loaded()), (guest.live(), guest.loaded())))
+        after = guest.state()
+        assert model.state() == after, '%s: %s: stack after on the model %s, on the kernel %s' % (
+            vm.kernel, scenario.__name__, model.state(), after)
         return real, modeled
     finally:
         model.close()
