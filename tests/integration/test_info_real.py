@@ -17,7 +17,7 @@ import os
 
 import pytest
 
-from drive import SYSFS, live_patches, loop_until, record_tree, reset, run_module, sh
+from drive import SYSFS, insmod_steps, live_patches, reads, record_tree, reset, run_module, steps, wait_script
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'unit', 'fixtures')
 EXPECT = {
@@ -34,12 +34,14 @@ def vm(lab_vm):
     return lab_vm
 
 
-def insmod(vm, name):
-    sh(vm, 'insmod %s/%s.ko' % (vm.patch_dir, name))
+def load(vm, names, *more):
+    """insmod each lab patch and wait until no transition is left, then the ``more`` steps: one command."""
+    steps(vm, insmod_steps(vm.patch_dir, names) + list(more), timeout=240)
 
 
-def wait_idle(vm):
-    loop_until(vm, "! grep -qs 1 %s/*/transition" % SYSFS, 'no transition')
+def wait(condition, what):
+    """The step that waits for ``condition`` (``what``)."""
+    return '%s not observed within 20000 ms' % what, wait_script(condition)
 
 
 def maybe_record(vm, scenario, expected):
@@ -54,25 +56,27 @@ def maybe_record(vm, scenario, expected):
 
 
 def test_three_patches(vm):
-    for name in ('lab_a', 'lab_b', 'lab_c'):
-        insmod(vm, name)
-        wait_idle(vm)
+    load(vm, ('lab_a', 'lab_b', 'lab_c'))
     info, _wall = run_module(vm, 'livepatch_info')
     era, has_replace, has_stack_order, order_source = EXPECT[vm.kernel]
     assert info['kernel_release'] == vm.release
     assert info['livepatch_supported'] is True
     assert [p['name'] for p in info['stack']] == live_patches(vm) == ['lab_a', 'lab_b', 'lab_c']
     assert info['order_source'] == order_source
+    # each patch's refcnt and build ID as the kernel shows them, read in one command
+    kernel = reads(vm, dict(item for patch in info['stack'] for item in (
+        ('refcnt-' + patch['name'], 'cat /sys/module/%s/refcnt' % patch['name']),
+        ('build_id-' + patch['name'], 'python3 -c "%s"' % (
+            "print(open('/sys/module/%s/notes/.note.gnu.build-id', 'rb').read()[16:].hex())" % patch['name'])))))
     caps = info['capabilities']
     assert (caps['era'], caps['replace'], caps['stack_order'], caps['patched'], caps['source']) == (
         era, has_replace, has_stack_order, True, 'attributes')
     for patch in info['stack']:
         name = patch['name']
         assert patch['enabled'] is True and patch['transition'] is False
-        assert patch['refcnt'] == int(sh(vm, 'cat /sys/module/%s/refcnt' % name))
+        assert patch['refcnt'] == int(kernel['refcnt-' + name])
         assert 'K' in patch['taint']
-        note = "print(open('/sys/module/%s/notes/.note.gnu.build-id', 'rb').read()[16:].hex())" % name
-        assert patch['build_id'] and patch['build_id'] == sh(vm, 'python3 -c "%s"' % note).strip()
+        assert patch['build_id'] and patch['build_id'] == kernel['build_id-' + name].strip()
         assert patch['objects'][0]['name'] == 'vmlinux' and patch['objects'][0]['patched'] is True
         assert patch['replace'] is (False if has_replace else None)
     if has_stack_order:
@@ -84,12 +88,9 @@ def test_three_patches(vm):
 
 
 def test_disable_middle_leaves_a_retired_module(vm):
-    for name in ('lab_a', 'lab_b', 'lab_c'):
-        insmod(vm, name)
-        wait_idle(vm)
-    sh(vm, 'echo 0 > %s/lab_b/enabled' % SYSFS)
-    loop_until(vm, '[ ! -d %s/lab_b ]' % SYSFS, 'lab_b freed')
-    loop_until(vm, '[ "$(cat /sys/module/lab_b/refcnt)" = 0 ]', 'lab_b refcnt 0')
+    load(vm, ('lab_a', 'lab_b', 'lab_c'), ('echo 0 > lab_b/enabled', 'echo 0 > %s/lab_b/enabled' % SYSFS),
+         wait('[ ! -d %s/lab_b ]' % SYSFS, 'lab_b freed'),
+         wait('[ "$(cat /sys/module/lab_b/refcnt)" = 0 ]', 'lab_b refcnt 0'))
     info, _wall = run_module(vm, 'livepatch_info')
     assert [p['name'] for p in info['stack']] == ['lab_a', 'lab_c']
     if EXPECT[vm.kernel][2]:
@@ -100,14 +101,13 @@ def test_disable_middle_leaves_a_retired_module(vm):
 
 
 def test_stalled_transition_with_its_blocker(vm):
-    insmod(vm, 'lab_a')
-    wait_idle(vm)
-    insmod(vm, 'lab_busy')
-    sh(vm, 'echo 1 > /sys/module/lab_busy/parameters/block; sleep 0.2')
-    insmod(vm, 'lab_block')
-    sh(vm, 'sleep 2')
-    assert sh(vm, 'cat %s/lab_block/transition' % SYSFS).strip() == '1'
-    blocker_pids = sh(vm, "grep -l '^0' /proc/[0-9]*/task/[0-9]*/patch_state | cut -d/ -f5 | sort -n").split()
+    load(vm, ('lab_a',), ('insmod lab_busy', 'insmod %s/lab_busy.ko' % vm.patch_dir),
+         ('block lab_busy', 'echo 1 > /sys/module/lab_busy/parameters/block; sleep 0.2'),
+         ('insmod lab_block', 'insmod %s/lab_block.ko' % vm.patch_dir), ('sleep', 'sleep 2'))
+    kernel = reads(vm, transition='cat %s/lab_block/transition' % SYSFS,
+                   blockers="grep -l '^0' /proc/[0-9]*/task/[0-9]*/patch_state | cut -d/ -f5 | sort -n")
+    assert kernel['transition'].strip() == '1'
+    blocker_pids = kernel['blockers'].split()
     info, _wall = run_module(vm, 'livepatch_info', {'blocker_stacks': True})
     transition = info['transition']
     assert transition['patch'] == 'lab_block' and transition['direction'] == 'patching'
@@ -120,19 +120,15 @@ def test_stalled_transition_with_its_blocker(vm):
     maybe_record(vm, 'stalled', {'names': ['lab_a', 'lab_block'], 'transition': 'lab_block',
                                  'blocker_comms': sorted(b['comm'] for b in transition['blockers']), 'leftovers': []})
     # reverse by hand, as the kernel documents (§2.3)
-    sh(vm, 'echo 0 > %s/lab_block/enabled' % SYSFS)
-    loop_until(vm, '[ ! -d %s/lab_block ]' % SYSFS, 'lab_block reversed and freed')
+    steps(vm, [('echo 0 > lab_block/enabled', 'echo 0 > %s/lab_block/enabled' % SYSFS),
+               wait('[ ! -d %s/lab_block ]' % SYSFS, 'lab_block reversed and freed')])
 
 
 def test_replace_retires_the_patches_below(vm):
-    for name in ('lab_a', 'lab_b'):
-        insmod(vm, name)
-        wait_idle(vm)
-    insmod(vm, 'lab_replace')
-    wait_idle(vm)
-    loop_until(vm, '[ ! -d %s/lab_a ] && [ ! -d %s/lab_b ]' % (SYSFS, SYSFS), 'replaced patches freed')
-    loop_until(vm, '[ "$(cat /sys/module/lab_a/refcnt)" = 0 ] && [ "$(cat /sys/module/lab_b/refcnt)" = 0 ]',
-               'replaced modules released')
+    load(vm, ('lab_a', 'lab_b', 'lab_replace'),
+         wait('[ ! -d %s/lab_a ] && [ ! -d %s/lab_b ]' % (SYSFS, SYSFS), 'replaced patches freed'),
+         wait('[ "$(cat /sys/module/lab_a/refcnt)" = 0 ] && [ "$(cat /sys/module/lab_b/refcnt)" = 0 ]',
+              'replaced modules released'))
     info, _wall = run_module(vm, 'livepatch_info')
     assert [p['name'] for p in info['stack']] == ['lab_replace']
     assert info['stack'][0]['replace'] is (True if EXPECT[vm.kernel][1] else None)

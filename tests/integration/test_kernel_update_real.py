@@ -24,7 +24,7 @@ import time
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from drive import live_patches, loop_until, reset, run_role, sh
+from drive import LIVE_SCRIPT, live_names, live_patches, reads, reset, run_role, sh, steps, wait_script
 
 NEXT = {'bookworm': 'trixie', 'trixie': 'sid', 'sid': 'bookworm'}
 ROLE_DIR = '/var/lib/kernelops-livepatch'
@@ -44,9 +44,10 @@ def patch_entry(lab, kernel, name):
         return {'src': path, 'sha256': hashlib.sha256(handle.read()).hexdigest()}
 
 
-def sysfs_build(vm, name):
-    """The build ID of a loaded module as the kernel shows it (desc of its note, after the 16-byte header)."""
-    return ''.join(sh(vm, 'od -An -v -tx1 -j16 /sys/module/%s/notes/.note.gnu.build-id' % name).split())
+def sysfs_build_script(name):
+    """Shell printing the build ID of a loaded module as the kernel shows it (desc of its note,
+    after the 16-byte header), as hex with blanks."""
+    return 'od -An -v -tx1 -j16 /sys/module/%s/notes/.note.gnu.build-id' % name
 
 
 @pytest.mark.lab_last
@@ -56,8 +57,7 @@ def test_staged_stack_is_live_after_booting_the_updated_kernel(lab, lab_vm):
     lab.build([kernel, other])  # cached: the other kernel and its lab patches
     # What earlier tests of this guest left: an empty stack, and no record of the role's
     # (the boot-restore unit the restore tests installed may stay: the role keeps it as it is).
-    reset(vm)
-    sh(vm, 'rm -rf %s' % ROLE_DIR)
+    reset(vm, 'rm -rf %s' % ROLE_DIR)
     running = vm.release
     installed = vm.install_modules(other)
     assert installed == lab.release(other) and installed != running
@@ -99,11 +99,15 @@ def test_staged_stack_is_live_after_booting_the_updated_kernel(lab, lab_vm):
     start = time.monotonic()
     vm.reboot(kernel=other, append='')  # no words a test before left (kernelops.livepatch=0 would skip)
     took_reboot = time.monotonic() - start
-    assert vm.release == installed == sh(vm, 'uname -r').strip()
-    loop_until(vm, 'test "$(cat /sys/kernel/livepatch/lab_b/enabled 2>/dev/null)" = 1', 'lab_b restored at boot',
-               timeout_ms=120000)
-    assert live_patches(vm) == ['lab_a', 'lab_b']
-    assert [sysfs_build(vm, name) for name in ('lab_a', 'lab_b')] == [entry['build_id'] for entry in record['stack']]
+    # the wait for the restore, then the release, the stack and the builds live in one command
+    steps(vm, [('lab_b restored at boot not observed within 120000 ms',
+                wait_script('test "$(cat /sys/kernel/livepatch/lab_b/enabled 2>/dev/null)" = 1', 120000))],
+          timeout=180)
+    got = reads(vm, release='uname -r', live=LIVE_SCRIPT, lab_a=sysfs_build_script('lab_a'),
+                lab_b=sysfs_build_script('lab_b'))
+    assert vm.release == installed == got['release'].strip()
+    assert live_names(got['live']) == ['lab_a', 'lab_b']
+    assert [''.join(got[name].split()) for name in ('lab_a', 'lab_b')] == [entry['build_id'] for entry in record['stack']]
     assert {'lab_a', 'lab_b'} <= vm.live_effects()
     print('\nkernel update %s %s -> %s %s: check %.1f s, run %.1f s, re-run %.1f s, reboot into %s %.1f s'
           % (kernel, running, other, installed, took_check, took_run, took_again, other, took_reboot))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pytest
 
-from drive import SYSFS, live_patches, loop_until, reset, run_module, sh
+from drive import SYSFS, insmod_steps, live_patches, reads, reset, run_module, sh, steps
 
 ORDER = ['lab_rel_same1', 'lab_rel_same2', 'lab_rel_callee', 'lab_rel_caller', 'lab_rel_export', 'lab_rel_import',
          'lab_rel_shadow1', 'lab_rel_shadow2', 'lab_rel_free1', 'lab_rel_free2']
@@ -31,18 +31,15 @@ SYSFS_KINDS = ('same_function', 'uses_symbol')
 
 @pytest.fixture
 def vm(lab_vm):
-    reset(lab_vm)
-    sh(lab_vm, 'grep -q "^lab_rel_lib " /proc/modules && rmmod lab_rel_lib || true')
+    reset(lab_vm)  # also unloads lab_rel_lib
     yield lab_vm
     reset(lab_vm)
-    sh(lab_vm, 'grep -q "^lab_rel_lib " /proc/modules && rmmod lab_rel_lib || true')
 
 
 def load_all(vm):
-    sh(vm, 'insmod %s/lab_rel_lib.ko' % vm.patch_dir)
-    for name in ORDER:
-        sh(vm, 'insmod %s/%s.ko' % (vm.patch_dir, name))
-        loop_until(vm, "! grep -qs 1 %s/*/transition" % SYSFS, 'no transition after %s' % name)
+    """lab_rel_lib, then the ten patches one by one, each transition waited for: one guest command."""
+    steps(vm, [('insmod lab_rel_lib', 'insmod %s/lab_rel_lib.ko' % vm.patch_dir)] + insmod_steps(vm.patch_dir, ORDER),
+          timeout=300)
     assert live_patches(vm) == ORDER
 
 
@@ -54,12 +51,14 @@ def triples(relations, source, kinds=None):
 def test_relations_from_files_and_sysfs(vm):
     load_all(vm)
     # the kernel's own view: each replacement runs (lab/patches/README.md "Relations")
-    values = dict(line.split(': ') for line in sh(vm, 'cat /proc/lab_rel_lib').split('\n') if line)
+    got = reads(vm, values='cat /proc/lab_rel_lib',
+                functions='ls %s/lab_rel_same1/lab_rel_lib %s/lab_rel_same2/lab_rel_lib' % (SYSFS, SYSFS),
+                holders='ls /sys/module/lab_rel_export/holders')
+    values = dict(line.split(': ') for line in got['values'].split('\n') if line)
     assert (values['same'], values['called'], values['caller'], values['importer'], values['free1'],
             values['free2']) == ('2', '10', '110', '21', '31', '32')
-    assert sh(vm, 'ls %s/lab_rel_same1/lab_rel_lib %s/lab_rel_same2/lab_rel_lib' % (SYSFS, SYSFS)).count(
-        'lab_rel_lib_same,1') == 2
-    assert sh(vm, 'ls /sys/module/lab_rel_export/holders').split() == ['lab_rel_import']
+    assert got['functions'].count('lab_rel_lib_same,1') == 2
+    assert got['holders'].split() == ['lab_rel_import']
 
     files = ['%s/%s.ko' % (vm.patch_dir, name) for name in ORDER]
     info, _wall = run_module(vm, 'livepatch_info', {'files': files})

@@ -55,8 +55,9 @@ def push_pop_to_n_push_and_idempotence(t):
         ('disable', 'lab_c'), ('unload', 'lab_c'), ('disable', 'lab_b'), ('unload', 'lab_b'),
         ('load', 'lab_d'), ('load', 'lab_e')]
     assert real['stack_after'] == predicted['stack_after'] == ['lab_a', 'lab_d', 'lab_e']
-    assert t.live() == ['lab_a', 'lab_d', 'lab_e'] and effects(t) in (None, ['lab_a', 'lab_d', 'lab_e'])
-    assert t.loaded() == ['lab_a', 'lab_d', 'lab_e']
+    live, loaded = t.state()
+    assert live == ['lab_a', 'lab_d', 'lab_e'] and effects(t) in (None, ['lab_a', 'lab_d', 'lab_e'])
+    assert loaded == ['lab_a', 'lab_d', 'lab_e']
     assert all(step['outcome'] == 'ok' for step in real['steps'])
     if not t.is_model:
         print('%s: pop-2/push-2 steps: %s' % (t.kernel, ', '.join(
@@ -93,7 +94,7 @@ def replace_retires_the_old_stack(t):
     assert result['changed'] is True and 'msg' not in result, result
     assert actions(result['steps']) == [('load', 'lab_replace'), ('unload', 'lab_b'), ('unload', 'lab_a')]
     assert result['steps'][0]['retires'] == ['lab_a', 'lab_b']
-    assert t.live() == ['lab_replace'] and t.loaded() == ['lab_replace']
+    assert t.state() == (['lab_replace'], ['lab_replace'])
     assert effects(t) in (None, ['lab_replace'])
     return [first, result]
 
@@ -124,8 +125,9 @@ def blocked_transition_reversed(t):
     blockers = result['error_detail']['blockers']
     assert any(b['comm'].startswith('lab_busy') and any('lab_busy_sleep' in f for f in b['stack']) for b in blockers)
     assert result['steps'][0]['outcome'] == 'reversed'
-    assert t.live() == ['lab_a'] and effects(t) in (None, ['lab_a'])
-    assert 'lab_block' not in t.loaded()
+    live, loaded = t.state()
+    assert live == ['lab_a'] and effects(t) in (None, ['lab_a'])
+    assert 'lab_block' not in loaded
     assert elapsed < 60, 'the stall should be handled within the timeout plus the reversal'
     return [first, result]
 
@@ -141,8 +143,9 @@ def failed_insmod_rolled_back(t):
     assert result.get('failed')
     assert 'No such device' in result['msg'] and 'pre-patch callback failed' in result['msg']
     assert result['rollback']['succeeded'] is True
-    assert t.live() == ['lab_a', 'lab_b', 'lab_c'] and effects(t) in (None, ['lab_a', 'lab_b', 'lab_c'])
-    assert 'lab_d' not in t.loaded()
+    live, loaded = t.state()
+    assert live == ['lab_a', 'lab_b', 'lab_c'] and effects(t) in (None, ['lab_a', 'lab_b', 'lab_c'])
+    assert 'lab_d' not in loaded
     again = t.run('livepatch_stack', stack(t, ['lab_a', 'lab_b', 'lab_c']))
     assert again['changed'] is False
     return [first, result, again]
@@ -184,7 +187,7 @@ def test_bad_modules_are_refused_with_nothing_changed(lab, vm):
         assert wrong.get('failed') and wrong['rule'] == 'release_mismatch' and t.release in wrong['msg']
         missing = t.run('livepatch_stack', stack(t, ['lab_a', {'path': '/nonexistent.ko'}]))
         assert missing.get('failed') and missing['rule'] == 'missing_file'
-        assert t.live() == ['lab_a'] and t.loaded() == ['lab_a']
+        assert t.state() == (['lab_a'], ['lab_a'])
         return [first, plain, wrong, missing]
     on_kernel_and_model(lab, vm, bad_modules)
 

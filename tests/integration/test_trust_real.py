@@ -28,21 +28,23 @@ import time
 
 import pytest
 
-from drive import live_patches, loaded_livepatch_modules, on_kernel_and_model, patch, reboot_pending, reset, sh, stack
+from drive import (LIVE_SCRIPT, live_names, livepatch_modules, on_kernel_and_model, patch, reads, reboot_pending, reset, sh,
+                   stack)
 
 TRUST_DIR = '/root/klp-trust'   # root-owned, 0755, below /root (0700): a directory the collection must accept
 NOTE = 'notes/.note.gnu.build-id'
 
 
-def trust_dir(target):
-    """The root-owned 0755 directory every scenario's files go in (empty)."""
-    target.shell('rm -rf {g}%s && install -d -m 0755 -o root -g root {g}%s' % (TRUST_DIR, TRUST_DIR))
+def trust_dir(target, then=''):
+    """The root-owned 0755 directory every scenario's files go in (empty), then the shell ``then``
+    (the scenario's files), in one command."""
+    target.shell('rm -rf {g}%s && install -d -m 0755 -o root -g root {g}%s' % (TRUST_DIR, TRUST_DIR)
+                 + (' && ' + then if then else ''))
 
 
 @pytest.fixture
 def vm(lab_vm):
-    reset(lab_vm)
-    sh(lab_vm, 'rm -rf /run/kernelops-livepatch')
+    reset(lab_vm, 'rm -rf /run/kernelops-livepatch')
     start = time.monotonic()
     yield lab_vm
     print('%s: %.1f s' % (lab_vm.kernel, time.monotonic() - start))
@@ -51,6 +53,13 @@ def vm(lab_vm):
 def note_blob(vm, name):
     """The bytes of the live module's build-ID note as the kernel shows them (hex)."""
     return sh(vm, 'od -An -v -tx1 /sys/module/%s/%s | tr -d " \\n"' % (name, NOTE)).strip()
+
+
+# "name hex" of the build-ID note of every patch with a sysfs directory (``note_blob`` of each)
+NOTES_SCRIPT = r'''
+cd /sys/kernel/livepatch || exit 0
+for p in *; do [ -d "$p" ] || continue; echo "$p $(od -An -v -tx1 /sys/module/$p/%s | tr -d ' \n')"; done
+''' % NOTE
 
 
 def build_id_of_note(blob):
@@ -68,22 +77,41 @@ def kernel_state(target):
     if target.is_model:
         return target.model.live_builds(), target.loaded()
     vm = target.vm
-    return [(name, build_id_of_note(note_blob(vm, name))) for name in live_patches(vm)], loaded_livepatch_modules(vm)
+    got = reads(vm, live=LIVE_SCRIPT, notes=NOTES_SCRIPT, modules='cat /proc/modules')  # one snapshot, one command
+    notes = dict(line.partition(' ')[::2] for line in got['notes'].splitlines() if line)
+    live = live_names(got['live'])
+    for name in live:
+        assert notes.get(name), '%s: no build-ID note read for the live patch %s: %r' % (vm.kernel, name, got['notes'])
+    return [(name, build_id_of_note(notes[name])) for name in live], livepatch_modules(got['modules'])
 
 
-def file_bytes(target, path):
-    """The bytes of a file in the guest (hex over ssh, so no text decoding touches them) or the model's mirror."""
+def file_bytes(target, *paths):
+    """The bytes of each file in the guest (hex over ssh, so no text decoding touches them; one
+    command) or the model's mirror: one bytes object for one path, else a list."""
     if target.is_model:
-        with open(target.prefix + path, 'rb') as handle:
-            return handle.read()
-    return bytes.fromhex(sh(target.vm, 'od -An -v -tx1 %s | tr -d " \\n"' % shlex.quote(path)).strip())
+        found = []
+        for path in paths:
+            with open(target.prefix + path, 'rb') as handle:
+                found.append(handle.read())
+    else:
+        got = reads(target.vm, dict(('file%d' % number, 'od -An -v -tx1 %s | tr -d " \\n"' % shlex.quote(path))
+                                    for number, path in enumerate(paths)))
+        found = [bytes.fromhex(got['file%d' % number].strip()) for number in range(len(paths))]
+    return found[0] if len(paths) == 1 else found
 
 
 def enabling_count(target, name):
     """How often the kernel logged enabling ``name`` (since boot on the guest; the model's log)."""
+    return enabling_counts(target, name)[name]
+
+
+def enabling_counts(target, *names):
+    """``enabling_count`` of each name, read in one command: name -> count."""
     if target.is_model:
-        return sum("enabling patch '%s'" % name in line for line in target.model.kmsg)
-    return int(sh(target.vm, "dmesg | grep -c \"livepatch: enabling patch '%s'\" || true" % name).strip() or 0)
+        return dict((name, sum("enabling patch '%s'" % name in line for line in target.model.kmsg)) for name in names)
+    got = reads(target.vm, dict((name, "dmesg | grep -c \"livepatch: enabling patch '%s'\" || true" % name)
+                                for name in names))
+    return dict((name, int(got[name].strip() or 0)) for name in names)
 
 
 def assert_refused(result, rule, *names):
@@ -127,11 +155,10 @@ def start_swapper(target, src):
 
 
 def swapped_during_the_pops(t):
-    trust_dir(t)
     src = '%s/swap' % TRUST_DIR
-    t.shell('install -d -m 0755 {g}%s && cp {g}{p}/lab_a.ko {g}{d}/lab_a.ko && cp {g}{p}/v2/lab_a.ko {g}{d}/.lab_a.v2'
-            .replace('{p}', t.patch_dir).replace('{d}', src) % src)
-    v1_bytes, v2_bytes = file_bytes(t, src + '/lab_a.ko'), file_bytes(t, src + '/.lab_a.v2')
+    trust_dir(t, 'install -d -m 0755 {g}%s && cp {g}{p}/lab_a.ko {g}{d}/lab_a.ko && cp {g}{p}/v2/lab_a.ko {g}{d}/.lab_a.v2'
+              .replace('{p}', t.patch_dir).replace('{d}', src) % src)
+    v1_bytes, v2_bytes = file_bytes(t, src + '/lab_a.ko', src + '/.lab_a.v2')
     first = t.run('livepatch_stack', stack(t, [{'path': src + '/lab_a.ko'}, 'lab_b']))
     assert not first.get('failed'), first
     v1_build = dict(kernel_state(t)[0])['lab_a']
@@ -157,7 +184,8 @@ def swapped_during_the_pops(t):
     assert [name for name, _build in live] == ['lab_block', 'lab_a', 'lab_b'], live
     assert dict(live)['lab_a'] == v1_build, 'lab_a is live with another build than the one verified'
     if not t.is_model:
-        assert 'lab_a_v2' not in t.vm.live_effects() and 'lab_a' in t.vm.live_effects()
+        shown = t.vm.live_effects()
+        assert 'lab_a_v2' not in shown and 'lab_a' in shown, shown
     # ... and the result says exactly what is live (names and build IDs)
     reported = [(entry['name'], entry.get('build_id')) for entry in result['stack']]
     assert reported == live, reported
@@ -206,14 +234,15 @@ def test_foreign_refuse_names_the_patch_and_its_position_and_changes_nothing(lab
 
 
 def foreign_keep(t):
-    enabled_before = {name: enabling_count(t, name) for name in ('lab_d', 'lab_e')}
+    enabled_before = enabling_counts(t, 'lab_d', 'lab_e')
     t.insmod('lab_d')  # another tool's patch at the bottom
     foreign_build = kernel_state(t)[0][0]
     kept = t.run('livepatch_stack', stack(t, ['lab_a', 'lab_b'], foreign='keep'))
     assert not kept.get('failed') and kept['changed'] is True, kept
     assert [(s['action'], s['patch']) for s in kept['steps']] == [('load', 'lab_a'), ('load', 'lab_b')]
-    assert t.live() == ['lab_d', 'lab_a', 'lab_b']
-    assert kernel_state(t)[0][0] == foreign_build and enabling_count(t, 'lab_d') == enabled_before['lab_d'] + 1
+    live = kernel_state(t)[0]
+    assert [name for name, _build in live] == ['lab_d', 'lab_a', 'lab_b']
+    assert live[0] == foreign_build and enabling_count(t, 'lab_d') == enabled_before['lab_d'] + 1
 
     # another foreign patch on top of ours: reaching [lab_d, lab_e, lab_a, lab_b, lab_c] would pop it
     t.insmod('lab_e')
@@ -227,7 +256,8 @@ def foreign_keep(t):
     retiring = t.run('livepatch_stack', stack(t, [dict(patch(t, 'lab_replace'), replace=True)], foreign='keep'))
     assert_refused(retiring, 'foreign_patch', 'lab_replace')
     assert kernel_state(t) == before
-    assert {name: enabling_count(t, name) - count for name, count in enabled_before.items()} == {'lab_d': 1, 'lab_e': 1}
+    enabled = enabling_counts(t, *enabled_before)
+    assert {name: enabled[name] - count for name, count in enabled_before.items()} == {'lab_d': 1, 'lab_e': 1}
     return [kept, popping, retiring]
 
 
@@ -248,12 +278,19 @@ UNSAFE = {
 
 
 def unsafe_files(t):
-    trust_dir(t)
+    # every case's file, the FIFO and the accepted file below are made first, in one command: each
+    # run names only its own path
+    cases = sorted(UNSAFE.items())
+    trust_dir(t, ' && '.join(
+        [script.replace('{d}', '%s/case%d' % (TRUST_DIR, number)).replace('{p}', t.patch_dir)
+         for number, (_case, script) in enumerate(cases)]
+        + ['install -d -m 0755 {g}%s/fifo && mkfifo -m 0600 {g}%s/fifo/lab_b.ko' % (TRUST_DIR, TRUST_DIR),
+           'install -d -m 0755 {g}%s/ok && cp {g}%s/lab_b.ko {g}%s/ok/ && chmod 0644 {g}%s/ok/lab_b.ko' % (
+               TRUST_DIR, t.patch_dir, TRUST_DIR, TRUST_DIR)]))
     results = [t.run('livepatch_stack', stack(t, ['lab_a']))]
     before = kernel_state(t)
-    for number, (case, script) in enumerate(sorted(UNSAFE.items())):
+    for number, (case, _script) in enumerate(cases):
         where = '%s/case%d' % (TRUST_DIR, number)
-        t.shell(script.replace('{d}', where).replace('{p}', t.patch_dir))
         result = t.run('livepatch_stack', stack(t, ['lab_a', {'path': where + '/lab_b.ko'}]))
         assert result.get('rule') == 'unsafe_path', (case, result)
         assert_refused(result, 'unsafe_path')
@@ -261,15 +298,12 @@ def unsafe_files(t):
         results.append(result)
 
     # a FIFO never hangs the module: refused (the ansible run is bounded by run_module's timeout)
-    t.shell('install -d -m 0755 {g}%s/fifo && mkfifo -m 0600 {g}%s/fifo/lab_b.ko' % (TRUST_DIR, TRUST_DIR))
     fifo = t.run('livepatch_stack', stack(t, ['lab_a', {'path': TRUST_DIR + '/fifo/lab_b.ko'}]), timeout=180)
     assert_refused(fifo, 'not_regular_file')
     assert kernel_state(t) == before
 
     # the same file, root-owned 0644 in a root-owned 0755 directory, is accepted: the refusals
     # above were about who could write it, nothing else
-    t.shell('install -d -m 0755 {g}%s/ok && cp {g}%s/lab_b.ko {g}%s/ok/ && chmod 0644 {g}%s/ok/lab_b.ko' % (
-        TRUST_DIR, t.patch_dir, TRUST_DIR, TRUST_DIR))
     accepted = t.run('livepatch_stack', stack(t, ['lab_a', {'path': TRUST_DIR + '/ok/lab_b.ko'}]))
     assert not accepted.get('failed'), accepted
     assert t.live() == ['lab_a', 'lab_b']
@@ -287,18 +321,23 @@ def unsigned_under_sig_enforce(t):
     """Runs once the target enforces signatures (the guest rebooted, the model told)."""
     if t.is_model:
         raw = t.model.insmod('%s%s/lab_a.ko' % (t.prefix, t.patch_dir))[0]
+        live = t.live()
     else:
-        mark = int(sh(t.vm, 'dmesg | wc -l').strip())
-        proc = t.vm.ssh('insmod %s/lab_a.ko' % t.patch_dir, check=False)
-        said = sh(t.vm, 'dmesg | tail -n +%d' % (mark + 1)).strip()
-        print('%s: raw insmod exit %d: %s | dmesg: %s' % (t.kernel, proc.returncode, proc.stderr.strip(), said))
-        raw = proc.returncode
-    assert raw != 0 and t.live() == []
+        # the kernel log's lines since just before the insmod, the insmod's own words and status, and
+        # the stack after: one command
+        got = reads(t.vm, insmod='m=$(dmesg | wc -l); insmod %s/lab_a.ko 2>&1; echo "@@exit $?"; '
+                                 'dmesg | tail -n +$((m + 1))' % t.patch_dir, live=LIVE_SCRIPT)
+        said, _sep, rest = got['insmod'].partition('@@exit ')
+        raw, _nl, kernel_said = rest.partition('\n')
+        raw = int(raw)
+        print('%s: raw insmod exit %d: %s | dmesg: %s' % (t.kernel, raw, said.strip(), kernel_said.strip()))
+        live = live_names(got['live'])
+    assert raw != 0 and live == []
 
     mark = enabling_count(t, 'lab_a'), (int(sh(t.vm, 'dmesg | wc -l').strip()) if not t.is_model else len(t.model.kmsg))
     result = t.run('livepatch_stack', stack(t, ['lab_a', 'lab_b']))
     assert_refused(result, 'unsigned_module', 'lab_a', 'sig_enforce')
-    assert t.live() == [] and t.loaded() == []
+    assert t.state() == ([], [])
     # refused before any load was tried: the kernel logged no rejection during the run
     said = sh(t.vm, 'dmesg | tail -n +%d' % (mark[1] + 1)) if not t.is_model else '\n'.join(t.model.kmsg[mark[1]:])
     assert 'rejected' not in said, 'a load was tried'
@@ -320,8 +359,9 @@ def test_unsigned_patch_is_refused_when_the_kernel_enforces_signatures(lab, vm):
     parameter the modules read and rejects an unsigned module with EKEYREJECTED, as
     kernel/module/signing.c does.
     """
-    default_sig = sh(vm, 'cat /sys/module/module/parameters/sig_enforce').strip()
-    default_lockdown = sh(vm, 'cat /sys/kernel/security/lockdown').strip()
+    modes = dict(sig='cat /sys/module/module/parameters/sig_enforce', lockdown='cat /sys/kernel/security/lockdown')
+    got = reads(vm, modes)
+    default_sig, default_lockdown = got['sig'].strip(), got['lockdown'].strip()
     assert default_sig == 'N'
     try:
         switched = vm.ssh('echo 1 > /sys/module/module/parameters/sig_enforce', check=False)
@@ -330,8 +370,8 @@ def test_unsigned_patch_is_refused_when_the_kernel_enforces_signatures(lab, vm):
             how = 'module.sig_enforce=1 on the command line (the write said: %s)' % switched.stderr.strip()
             vm.reboot(append='module.sig_enforce=1')
             assert sh(vm, 'cat /proc/cmdline').split()[-1] == 'module.sig_enforce=1'
-        sig = sh(vm, 'cat /sys/module/module/parameters/sig_enforce').strip()
-        lockdown = sh(vm, 'cat /sys/kernel/security/lockdown').strip()
+        got = reads(vm, modes)
+        sig, lockdown = got['sig'].strip(), got['lockdown'].strip()
         print('%s %s: %s: sig_enforce %r -> %r, lockdown %r -> %r' % (
             vm.kernel, vm.release, how, default_sig, sig, default_lockdown, lockdown))
         assert sig == 'Y'
