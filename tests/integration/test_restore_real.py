@@ -30,14 +30,11 @@ STACK = ['lab_a', 'lab_b', 'lab_c']
 
 
 def role(vm, names, **variables):
-    """The role with a stack of lab patches for the running release: (facts, recap, seconds)."""
-    return run_role(vm, dict({'livepatch_stack_stacks': [{'release': release(vm),
+    """The role with a stack of lab patches for the running release (the one the lab booted, which
+    is ``uname -r``: test_lab_selftest.py): (facts, recap, seconds)."""
+    return run_role(vm, dict({'livepatch_stack_stacks': [{'release': vm.release,
                                                           'patches': [patch(vm, name) for name in names]}]},
                              **variables))
-
-
-def release(vm):
-    return sh(vm, 'uname -r').strip()
 
 
 def notes_script(names):
@@ -144,8 +141,9 @@ def test_a_crash_marker_skips_that_patch_and_those_above_until_the_operator_clea
     assert live_patches(vm) == ['lab_a']  # the role stopped before converging
     facts, _recap, _took = role(vm, STACK, livepatch_stack_restore_crash_seen=True)
     assert (facts['livepatch_stack_status'], facts['livepatch_stack_after']) == ('converged', STACK), facts
-    assert live_patches(vm) == STACK
-    left = sh(vm, 'ls -a %s' % directory).split()
+    got = reads(vm, live=LIVE_SCRIPT, left='ls -a %s' % directory)
+    assert live_names(got['live']) == STACK
+    left = got['left'].split()
     assert 'restore.json' not in left and 'restore.marker' not in left, left
     state['cleared'] = True
 
