@@ -24,7 +24,7 @@ import time
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from drive import LIVE_SCRIPT, live_names, live_patches, reads, reset, run_role, sh, steps, wait_script
+from drive import LIVE_SCRIPT, live_names, reads, reset, run_role, sh, steps, wait_script
 
 NEXT = {'bookworm': 'trixie', 'trixie': 'sid', 'sid': 'bookworm'}
 ROLE_DIR = '/var/lib/kernelops-livepatch'
@@ -78,10 +78,11 @@ def test_staged_stack_is_live_after_booting_the_updated_kernel(lab, lab_vm):
 
     done, _recap, took_run = run_role(vm, {'livepatch_stack_stacks': stacks})
     assert done['livepatch_stack_status'] == 'converged', done
-    assert done['livepatch_stack_after'] == ['lab_a'] and live_patches(vm) == ['lab_a']
+    got = reads(vm, live=LIVE_SCRIPT, staged='ls %s' % ROLE_DIR, record='cat %s/%s/stack.json' % (ROLE_DIR, installed))
+    assert done['livepatch_stack_after'] == ['lab_a'] and live_names(got['live']) == ['lab_a']
     assert done['livepatch_stack_staged'] == planned['livepatch_stack_staged']
-    assert sorted(sh(vm, 'ls %s' % ROLE_DIR).split()) == sorted([running, installed])
-    record = json.loads(sh(vm, 'cat %s/%s/stack.json' % (ROLE_DIR, installed)))
+    assert sorted(got['staged'].split()) == sorted([running, installed])
+    record = json.loads(got['record'])
     assert record['kernel_release'] == installed
     assert [entry['name'] for entry in record['stack']] == ['lab_a', 'lab_b']
     assert [entry['build_id'] for entry in record['stack']] == [

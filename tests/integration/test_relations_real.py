@@ -31,9 +31,8 @@ SYSFS_KINDS = ('same_function', 'uses_symbol')
 
 @pytest.fixture
 def vm(lab_vm):
-    reset(lab_vm)  # also unloads lab_rel_lib
-    yield lab_vm
-    reset(lab_vm)
+    reset(lab_vm)  # also unloads lab_rel_lib; the test after it starts with a reset too (each file's first test does)
+    return lab_vm
 
 
 def load_all(vm):
