@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from drive import SYSFS, loop_until, on_kernel_and_model, patch, reset, run_module, sh, stack
+from drive import SYSFS, livepatch_modules, on_kernel_and_model, patch, reads, reset, run_module, sh, stack, wait_script
 
 
 @pytest.fixture
@@ -233,10 +233,15 @@ def single_patch_module(t):
     assert popped['changed'] and t.live() == ['lab_a']
     again = t.run('livepatch', {'name': 'lab_b', 'state': 'absent'})
     assert again['changed'] is False
-    if not t.is_model:
-        assert sh(t.vm, 'ls %s' % SYSFS).split() == ['lab_a']
-        loop_until(t.vm, "! grep -q '^lab_b ' /proc/modules", 'lab_b unloaded')
-    assert t.loaded() == ['lab_a']
+    if t.is_model:
+        loaded = t.loaded()
+    else:
+        # sysfs, then the wait for lab_b to leave /proc/modules, then the modules loaded: one command
+        got = reads(t.vm, sysfs='ls %s' % SYSFS, lab_b_unloaded=wait_script("! grep -q '^lab_b ' /proc/modules"),
+                    modules='cat /proc/modules')
+        assert got['sysfs'].split() == ['lab_a']
+        loaded = livepatch_modules(got['modules'])
+    assert loaded == ['lab_a']
     return [pushed, second, refused, popped, again]
 
 
