@@ -60,7 +60,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RULE_TABLE = os.path.join("docs", "docsite", "rst", "workflows.rst")
 DEVELOPER = os.path.join("docs", "developer.md")
 # Notes outside the repository that earlier sessions cited; their facts are in docs/developer.md.
-OUTSIDE = re.compile(r"livepatch-kernel\.md|lab-notes\.md|shared/research")
+# Written in pieces, so that this file does not name them itself and needs no exemption.
+OUTSIDE = re.compile(r"livepatch-kernel" + r"\.md|lab-notes" + r"\.md|shared/" + r"research")
 # The one error type (plugins/module_utils/_errors.py): LivepatchError(rule, message, ...).
 ERROR_BASE = "LivepatchError"
 
@@ -561,7 +562,7 @@ def check_citations(root: str = REPO) -> list[str]:
             continue
         for number, line in enumerate(lines, 1):
             outside = OUTSIDE.search(line)
-            if outside and name != "scripts/check_docs.py":
+            if outside:
                 problems.append("%s:%d: cites %s, which is not in the repository; cite %s §N instead"
                                 % (name, number, outside.group(0), DEVELOPER))
             for piece in line.split("developer.md")[1:]:
