@@ -174,16 +174,19 @@ def guest_image_path(pubkey_path: Path) -> Path:
     image beside this one instead of rewriting it: a running VM's overlay (and every restart of
     QEMU on it, ``VM.reboot``) reads its base image by path.
     """
-    stamp = guest_image_stamp(pubkey_path.read_text(encoding="utf-8"))
+    return _image_of(guest_image_stamp(pubkey_path.read_text(encoding="utf-8")))
+
+
+def _image_of(stamp: dict) -> Path:
     digest = hashlib.sha256(json.dumps(stamp, sort_keys=True).encode()).hexdigest()[:12]
     return cache_dir() / "guest" / f"rootfs-{digest}.img"
 
 
 def build_guest_image(pubkey_path: Path) -> Path:
     """The guest's raw ext4 image (read-only base of every VM's overlay); reused when cached."""
-    image = guest_image_path(pubkey_path)
     pubkey = pubkey_path.read_text(encoding="utf-8")
     stamp = guest_image_stamp(pubkey)
+    image = _image_of(stamp)
     if is_built(image, stamp):
         return image
     log(f"guest: debootstrap {GUEST_SUITE} ({', '.join(GUEST_PACKAGES)})")
